@@ -1,0 +1,15 @@
+"""Exceptions a user can cause. The CLI prints them as one line and exits with status 2."""
+
+from __future__ import annotations
+
+
+class TripletlabError(Exception):
+    """Base class of the errors tripletlab raises for bad input, config or data."""
+
+
+class ConfigError(TripletlabError, ValueError):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+
+class DataError(TripletlabError, ValueError):
+    """A dataset cannot be read or is unusable (empty, a single class, mismatched lengths)."""
