@@ -1,0 +1,1 @@
+"""Evaluation: retrieval and verification metrics, kNN backends."""

@@ -1,0 +1,1 @@
+"""The optimisation lab: gradient descent on the triplet loss for linear embeddings."""

@@ -1,0 +1,1 @@
+"""Conformance suites: check any implementation of tripletlab's losses against the definitions."""
