@@ -1,0 +1,245 @@
+"""Exact k-nearest-neighbour search: the backend interface and the default torch backend.
+
+Every retrieval metric in tripletlab is computed from one kNN search, through the
+:class:`KNNBackend` protocol. The default backend, :class:`TorchKNN`, is exact: it computes
+query-chunk × reference distance blocks with one GEMM each (‖q‖² + ‖r‖² − 2qrᵀ) and keeps
+the ``k`` smallest per row, so memory is bounded by ``memory_budget_bytes`` however many
+references there are. A faiss backend implements the same protocol in ``knn_faiss.py``.
+
+Conventions every backend follows:
+
+* distances are in the chosen metric (``"sqeuclidean"``, ``"euclidean"``, ``"cosine"``);
+  the ranking is the same for ``"sqeuclidean"`` and ``"euclidean"``;
+* each row of the result is sorted by ascending distance, ties broken by ascending
+  reference index (a stable order, so results do not depend on chunking or threads);
+* ``exclude[i]`` (a reference index, or −1 for none) is never returned for query ``i``:
+  this is how a query is left out of its own neighbours when the queries are the
+  references (``references=None`` does it automatically).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from tripletlab.functional._validation import check_choice, check_embeddings, compute_dtype
+from tripletlab.functional.distances import METRICS
+
+DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes of working memory for one distance block
+_INDEX_BITS = 31  # non-negative float32 bit patterns fit in 31 bits; indices take the other 31
+_COSINE_EPS = 1e-12
+
+
+class KNNResult(NamedTuple):
+    """The ``k`` nearest references of each query.
+
+    Attributes:
+        distances: (Q, k) float tensor, ascending along each row.
+        indices: (Q, k) int64 tensor of reference indices (ties: ascending index).
+    """
+
+    distances: Tensor
+    indices: Tensor
+
+
+@runtime_checkable
+class KNNBackend(Protocol):
+    """What a kNN backend provides: one exact (or declared approximate) search.
+
+    ``search(queries, k, references=None, *, metric="sqeuclidean", exclude=None)``
+
+    Args:
+        queries: (Q, D) float tensor.
+        k: number of neighbours per query, 1 ≤ k ≤ number of eligible references.
+        references: (N, D) float tensor, or None to search ``queries`` among themselves
+            with each query's own index excluded.
+        metric: ``"sqeuclidean"``, ``"euclidean"`` or ``"cosine"``.
+        exclude: optional (Q,) int64 tensor: the reference index to leave out for each
+            query, −1 for none (used when a chunk of the reference set is queried).
+
+    Returns:
+        :class:`KNNResult` with (Q, k) distances and indices, sorted as described in the
+        module docstring.
+    """
+
+    def search(
+        self,
+        queries: Tensor,
+        k: int,
+        references: Tensor | None = None,
+        *,
+        metric: str = "sqeuclidean",
+        exclude: Tensor | None = None,
+    ) -> KNNResult: ...
+
+
+class TorchKNN:
+    """Exact kNN by chunked torch matmul, with bounded working memory.
+
+    For each chunk of queries, the (chunk × N) distance block is one GEMM; the ``k``
+    smallest entries are found with ``torch.topk`` on a composite int64 key
+    ``(float32 distance bits << 31) | reference index``, which orders by distance and then
+    by index exactly and deterministically (non-negative IEEE floats order like their bit
+    patterns). float64 inputs are kept in float64 and use a stable sort instead.
+
+    Args:
+        memory_budget_bytes: working memory for one distance block (the chunk size is
+            derived from it; at least one query row is processed at a time).
+        device: where to compute (``"cpu"``, ``"cuda"``…); default: the queries' device.
+
+    Example:
+        >>> x = torch.tensor([[0.0], [1.0], [3.0], [10.0]])
+        >>> result = TorchKNN().search(x, k=2)
+        >>> result.indices
+        tensor([[1, 2],
+                [0, 2],
+                [1, 0],
+                [2, 1]])
+        >>> result.distances
+        tensor([[ 1.,  9.],
+                [ 1.,  4.],
+                [ 4.,  9.],
+                [49., 81.]])
+    """
+
+    def __init__(
+        self,
+        memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+        device: str | torch.device | None = None,
+    ) -> None:
+        if isinstance(memory_budget_bytes, bool) or not isinstance(memory_budget_bytes, int):
+            raise TypeError(
+                f"memory_budget_bytes must be an int; got {type(memory_budget_bytes).__name__}"
+            )
+        if memory_budget_bytes <= 0:
+            raise ValueError(f"memory_budget_bytes must be > 0; got {memory_budget_bytes}")
+        self.memory_budget_bytes = memory_budget_bytes
+        self.device = None if device is None else torch.device(device)
+
+    def __repr__(self) -> str:
+        return f"TorchKNN(memory_budget_bytes={self.memory_budget_bytes}, device={self.device})"
+
+    def chunk_rows(self, n_references: int, k: int) -> int:
+        """Query rows per distance block: the block, its int64 keys and the top-k fit the budget."""
+        bytes_per_row = 16 * max(n_references, 1) + 16 * k
+        return max(1, self.memory_budget_bytes // bytes_per_row)
+
+    def search(
+        self,
+        queries: Tensor,
+        k: int,
+        references: Tensor | None = None,
+        *,
+        metric: str = "sqeuclidean",
+        exclude: Tensor | None = None,
+    ) -> KNNResult:
+        """The ``k`` nearest references of each query (see :class:`KNNBackend`)."""
+        check_choice(metric, "metric", METRICS)
+        queries = check_embeddings(queries, "queries")
+        if references is None:
+            references = queries
+            if exclude is None:
+                exclude = torch.arange(len(queries), device=queries.device)
+        else:
+            references = check_embeddings(references, "references")
+        if queries.shape[1] != references.shape[1]:
+            raise ValueError(
+                "queries and references must have the same dimension; "
+                f"got {queries.shape[1]} and {references.shape[1]}"
+            )
+        exclude = _check_exclude(exclude, len(queries), len(references))
+        _check_k(k, len(references) - (exclude is not None))
+
+        device = self.device or queries.device
+        dtype = compute_dtype(queries, references)
+        refs = _ReferenceSet(references.to(device=device, dtype=dtype), metric)
+        distances, indices = [], []
+        rows = self.chunk_rows(len(references), k)
+        for start in range(0, len(queries), rows):
+            chunk = queries[start : start + rows].to(device=device, dtype=dtype)
+            block = refs.distances_to(chunk)
+            if exclude is not None:
+                ex = exclude[start : start + rows].to(device)
+                has = ex >= 0
+                block[has.nonzero().squeeze(1), ex[has]] = float("inf")
+            dist, idx = _smallest_k_stable(block, k)
+            del block
+            distances.append(refs.finish(dist))
+            indices.append(idx)
+        if not distances:
+            empty = torch.empty(0, k, device=device)
+            return KNNResult(empty.to(dtype), empty.long())
+        return KNNResult(torch.cat(distances), torch.cat(indices))
+
+
+class _ReferenceSet:
+    """References prepared once (centred, squared norms, or unit rows) for many query chunks."""
+
+    def __init__(self, references: Tensor, metric: str) -> None:
+        self.metric = metric
+        if metric == "cosine":
+            self.center = None
+            self.points = torch.nn.functional.normalize(references, dim=1, eps=_COSINE_EPS)
+            self.sq_norms = None
+        else:
+            # Centring on the references' mean avoids cancellation for large offsets and is the
+            # same for every chunk, so results do not depend on the chunk size.
+            self.center = references.mean(dim=0, keepdim=True)
+            self.points = references - self.center
+            self.sq_norms = (self.points * self.points).sum(dim=1)
+
+    def distances_to(self, queries: Tensor) -> Tensor:
+        """(Q, N) distances used for ranking (squared euclidean for both euclidean metrics)."""
+        if self.metric == "cosine":
+            q = torch.nn.functional.normalize(queries, dim=1, eps=_COSINE_EPS)
+            block = torch.mm(q, self.points.T)
+            block.neg_().add_(1.0)
+        else:
+            q = queries - self.center
+            q_sq = (q * q).sum(dim=1, keepdim=True)
+            block = torch.addmm(self.sq_norms[None, :], q, self.points.T, alpha=-2)
+            block.add_(q_sq)
+        # clamp_min(0) also turns −0.0 into +0.0 after the add below, keeping the bit order.
+        return block.clamp_min_(0).add_(0.0)
+
+    def finish(self, distances: Tensor) -> Tensor:
+        return distances.sqrt() if self.metric == "euclidean" else distances
+
+
+def _smallest_k_stable(block: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Row-wise k smallest of a non-negative block, ordered by (value, column index)."""
+    n = block.shape[1]
+    columns = torch.arange(n, device=block.device)
+    if block.dtype == torch.float32 and n <= 2**_INDEX_BITS:
+        keys = block.view(torch.int32).to(torch.int64)
+        keys.bitwise_left_shift_(_INDEX_BITS).bitwise_or_(columns)
+        top = torch.topk(keys, k, dim=1, largest=False, sorted=True).values
+        del keys
+        idx = top.bitwise_and_((1 << _INDEX_BITS) - 1)
+        return block.gather(1, idx), idx
+    values, idx = torch.sort(block, dim=1, stable=True)
+    return values[:, :k].contiguous(), idx[:, :k].contiguous()
+
+
+def _check_exclude(exclude: Tensor | None, n_queries: int, n_references: int) -> Tensor | None:
+    if exclude is None:
+        return None
+    if not isinstance(exclude, Tensor) or exclude.is_floating_point():
+        raise TypeError("exclude must be an integer tensor of reference indices (-1 for none)")
+    if exclude.shape != (n_queries,):
+        raise ValueError(f"exclude must have shape ({n_queries},); got {tuple(exclude.shape)}")
+    if n_queries and (int(exclude.max()) >= n_references or int(exclude.min()) < -1):
+        raise ValueError(f"exclude values must lie in [-1, {n_references - 1}]")
+    return exclude.long()
+
+
+def _check_k(k: object, available: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an int; got {type(k).__name__}")
+    if k < 1 or k > available:
+        raise ValueError(
+            f"k must be between 1 and the number of eligible references ({available}); got {k}"
+        )
+    return k
