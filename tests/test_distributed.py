@@ -1,0 +1,199 @@
+"""Global mining across 2 gloo processes equals one process on the concatenated batch.
+
+The processes are started the way users start them (``torch.multiprocessing.spawn``), on CPU,
+with a file-based rendezvous so parallel test runs never fight over a port.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from tripletlab import distributed as tdist
+from tripletlab.functional.distances import pairwise_distances
+
+WORLD = 2
+LOCAL_BATCH = 6
+DIM = 5
+MARGIN = 0.5
+
+
+def _data() -> tuple[torch.Tensor, torch.Tensor, torch.nn.Linear]:
+    gen = torch.Generator().manual_seed(0)
+    inputs = torch.randn(WORLD * LOCAL_BATCH, 7, generator=gen, dtype=torch.float64)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 3, 0, 3, 1, 2, 3])
+    torch.manual_seed(1)
+    model = torch.nn.Linear(7, DIM).double()
+    return inputs, labels, model
+
+
+def _brute_force_batch_all(
+    anchors: torch.Tensor,
+    anchor_labels: torch.Tensor,
+    anchor_index: torch.Tensor,
+    ref: torch.Tensor,
+    ref_labels: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ over all valid (a, p, n) of [d_ap − d_an + m]₊ with a among ``anchors``, p and n in
+    ``ref`` (p ≠ a by global index); and the number of valid triplets. O(B·N²) on purpose."""
+    dist = pairwise_distances(anchors, ref)
+    same = anchor_labels[:, None] == ref_labels[None, :]
+    not_self = anchor_index[:, None] != torch.arange(len(ref))[None, :]
+    positive = same & not_self
+    negative = ~same
+    valid = positive[:, :, None] & negative[:, None, :]
+    values = (dist[:, :, None] - dist[:, None, :] + MARGIN).clamp_min(0)
+    return (values * valid).sum(), valid.sum()
+
+
+def _partial_batch_all(embeddings, labels, gathered):
+    index = gathered.local_indices(len(labels))
+    return _brute_force_batch_all(embeddings, labels, index, gathered.embeddings, gathered.labels)
+
+
+def _single_process_reference():
+    inputs, labels, model = _data()
+    emb = model(inputs)
+    total, count = _brute_force_batch_all(emb, labels, torch.arange(len(labels)), emb, labels)
+    loss = total / count
+    loss.backward()
+    return loss.detach(), model.weight.grad.clone(), model.bias.grad.clone()
+
+
+def _worker(rank: int, init_file: str, out_dir: str) -> None:
+    tdist.init_distributed(
+        "gloo", timeout_s=30, rank=rank, world_size=WORLD, init_method=f"file://{init_file}"
+    )
+    try:
+        inputs, labels, model = _data()
+        local = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        # (1) through DDP: the per-rank loss K·S_r/N, gradients averaged by DDP
+        emb = ddp(inputs[local])
+        loss = tdist.global_loss(_partial_batch_all, emb, labels[local])
+        loss.backward()
+        # (2) without DDP, gradients of the local embeddings themselves (no K factor)
+        x = model(inputs).detach()[local].requires_grad_(True)
+        unscaled = tdist.global_loss(
+            _partial_batch_all, x, labels[local], scale_by_world_size=False
+        )
+        unscaled.backward()
+        torch.save(
+            {
+                "global_loss": tdist.global_mean(loss),
+                "summed_unscaled": tdist.all_reduce_sum(unscaled.detach()),
+                "weight_grad": model.weight.grad,
+                "bias_grad": model.bias.grad,
+                "embedding_grad": x.grad,
+            },
+            os.path.join(out_dir, f"rank{rank}.pt"),
+        )
+    finally:
+        tdist.destroy_distributed()
+
+
+def test_two_gloo_processes_equal_one_process_on_the_concatenated_batch(tmp_path: Path) -> None:
+    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
+    loss, weight_grad, bias_grad = _single_process_reference()
+
+    inputs, labels, model = _data()
+    emb = model(inputs).detach().requires_grad_(True)
+    total, count = _brute_force_batch_all(emb, labels, torch.arange(len(labels)), emb, labels)
+    (total / count).backward()
+    assert count > 0 and loss > 0
+
+    for rank in range(WORLD):
+        result = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        torch.testing.assert_close(result["global_loss"], loss, rtol=0, atol=1e-6)
+        torch.testing.assert_close(result["summed_unscaled"], loss, rtol=0, atol=1e-6)
+        torch.testing.assert_close(result["weight_grad"], weight_grad, rtol=0, atol=1e-6)
+        torch.testing.assert_close(result["bias_grad"], bias_grad, rtol=0, atol=1e-6)
+        local = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+        torch.testing.assert_close(result["embedding_grad"], emb.grad[local], rtol=0, atol=1e-6)
+        # the cross-rank terms are there: a gather without gradient would miss them
+        assert result["embedding_grad"].abs().sum() > 0
+
+
+def _uneven_worker(rank: int, init_file: str, out_dir: str) -> None:
+    tdist.init_distributed(
+        "gloo", timeout_s=30, rank=rank, world_size=WORLD, init_method=f"file://{init_file}"
+    )
+    try:
+        x = torch.full((rank + 2, 3), float(rank), requires_grad=True)
+        batch = tdist.gather_batch(x, torch.arange(rank + 2) + 10 * rank)
+        weights = torch.arange(len(batch.embeddings), dtype=torch.float32)[:, None]
+        (batch.embeddings * weights).sum().backward()
+        torch.save(
+            {
+                "embeddings": batch.embeddings.detach(),
+                "labels": batch.labels,
+                "offset": batch.offset,
+                "grad": x.grad,
+            },
+            os.path.join(out_dir, f"uneven{rank}.pt"),
+        )
+    finally:
+        tdist.destroy_distributed()
+
+
+def test_gather_handles_uneven_batches_and_routes_gradients_to_their_owner(
+    tmp_path: Path,
+) -> None:
+    mp.spawn(_uneven_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD)
+    r0 = torch.load(tmp_path / "uneven0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "uneven1.pt", weights_only=True)
+    expected = torch.cat([torch.zeros(2, 3), torch.ones(3, 3)])
+    for result in (r0, r1):
+        torch.testing.assert_close(result["embeddings"], expected)
+        assert result["labels"].tolist() == [0, 1, 10, 11, 12]
+    assert (r0["offset"], r1["offset"]) == (0, 2)
+    # both ranks differentiate Σ_i i·row_i, so each row's gradient is 2·i (summed over ranks)
+    torch.testing.assert_close(r0["grad"], 2 * torch.tensor([[0.0], [1.0]]).expand(2, 3))
+    torch.testing.assert_close(r1["grad"], 2 * torch.tensor([[2.0], [3.0], [4.0]]).expand(3, 3))
+
+
+def _failing_worker(rank: int, init_file: str, out_dir: str, mode: str) -> None:
+    tdist.init_distributed(
+        "gloo", timeout_s=3, rank=rank, world_size=WORLD, init_method=f"file://{init_file}"
+    )
+    if rank == 1:
+        if mode == "dies":
+            os._exit(3)  # a crash: no clean-up, no goodbye
+        time.sleep(20)  # alive but silent: the collective must time out
+        os._exit(0)
+    start = time.monotonic()
+    try:
+        tdist.gather_batch(torch.randn(4, 3), torch.arange(4))
+        message = "no error"
+    except tdist.DistributedError as exc:
+        message = str(exc)
+    Path(out_dir, f"{mode}.txt").write_text(f"{time.monotonic() - start:.3f}\n{message}")
+    os._exit(0)
+
+
+@pytest.mark.parametrize("mode", ["dies", "silent"])
+def test_a_dead_or_silent_rank_gives_a_clear_error_within_the_timeout(
+    tmp_path: Path, mode: str
+) -> None:
+    ctx = mp.get_context("spawn")
+    procs = [
+        ctx.Process(target=_failing_worker, args=(r, str(tmp_path / "init"), str(tmp_path), mode))
+        for r in range(WORLD)
+    ]
+    for p in procs:
+        p.start()
+    procs[0].join(timeout=60)
+    alive = procs[0].is_alive()
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+        p.join()
+    assert not alive, "rank 0 hung"
+    elapsed, message = (tmp_path / f"{mode}.txt").read_text().split("\n", 1)
+    assert "rank 0 of 2" in message and "failed" in message, message
+    assert float(elapsed) < 15
