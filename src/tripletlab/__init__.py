@@ -5,7 +5,21 @@ exported here, e.g. ``tripletlab.TripletMarginLoss`` or ``tripletlab.BatchAllTri
 """
 
 from tripletlab.errors import ConfigError, DataError, TripletlabError
+from tripletlab.nn.losses import BatchContrastiveLoss, ContrastiveLoss, TripletMarginLoss
+from tripletlab.nn.networks import MLP, ConvNet, build_model, embed_triplets
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "DataError", "TripletlabError", "__version__"]
+__all__ = [
+    "MLP",
+    "BatchContrastiveLoss",
+    "ConfigError",
+    "ContrastiveLoss",
+    "ConvNet",
+    "DataError",
+    "TripletMarginLoss",
+    "TripletlabError",
+    "__version__",
+    "build_model",
+    "embed_triplets",
+]

@@ -1,1 +1,38 @@
 """Thin nn.Module wrappers over :mod:`tripletlab.functional`, activations and networks."""
+
+from tripletlab.nn.activations import (
+    ELU,
+    SELU,
+    FastSigmoid,
+    LeakyReLU,
+    PReLU,
+    ReLU,
+    ReLU6,
+    RReLU,
+    Sigmoid,
+    Tanh,
+    get_activation,
+)
+from tripletlab.nn.losses import BatchContrastiveLoss, ContrastiveLoss, TripletMarginLoss
+from tripletlab.nn.networks import MLP, ConvNet, build_model, embed_triplets
+
+__all__ = [
+    "ELU",
+    "MLP",
+    "SELU",
+    "BatchContrastiveLoss",
+    "ContrastiveLoss",
+    "ConvNet",
+    "FastSigmoid",
+    "LeakyReLU",
+    "PReLU",
+    "RReLU",
+    "ReLU",
+    "ReLU6",
+    "Sigmoid",
+    "Tanh",
+    "TripletMarginLoss",
+    "build_model",
+    "embed_triplets",
+    "get_activation",
+]
