@@ -1,0 +1,180 @@
+"""Retrieval metrics from one chunked kNN search: P@1, recall@k, R-precision, MAP@R, kNN accuracy.
+
+For a query q with label y, its references are every reference except q itself (when the
+queries are the references), ranked by ascending distance with ties broken by reference
+index. Let R = the number of references labelled y and rel(i) = 1 when the i-th neighbour
+is labelled y. Following Musgrave, Belongie & Lim, "A Metric Learning Reality Check"
+(ECCV 2020), and pytorch-metric-learning's ``AccuracyCalculator``:
+
+* precision@1   = rel(1)
+* recall@k      = 1 if any of the first k neighbours is relevant (the "Recall@K" of the
+  deep-metric-learning literature, e.g. Song et al. 2016), else 0
+* R-precision   = (1/R) Σ_{i ≤ R} rel(i)
+* MAP@R         = (1/R) Σ_{i ≤ R} P(i)·rel(i),  P(i) = (1/i) Σ_{j ≤ i} rel(j)
+* kNN accuracy  = 1 if the majority label of the first k neighbours is y (a tied vote goes
+  to the tied label whose first occurrence is nearest)
+
+each averaged over the queries. Queries with R = 0 (no other member of their class) have
+no defined R-precision and are left out of every average, as PML does; their number is
+reported as ``n_lone_queries``.
+
+All metrics come from ONE kNN search with k = max(max R, max ks, knn_k), processed in
+query chunks whose neighbour lists are reduced to per-metric sums at once, so the
+(queries × k) neighbour matrix is never held whole: memory stays bounded even for
+70,000 queries with R = 7,000.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from tripletlab.evaluate.knn import DEFAULT_MEMORY_BUDGET, KNNBackend, TorchKNN
+from tripletlab.functional._validation import check_choice, check_embeddings, check_labels
+from tripletlab.functional.distances import METRICS
+
+
+def retrieval_metrics(
+    embeddings: Tensor,
+    labels: Tensor,
+    *,
+    references: Tensor | None = None,
+    reference_labels: Tensor | None = None,
+    metric: str = "sqeuclidean",
+    ks: Sequence[int] = (1, 5, 10),
+    knn_k: int = 5,
+    knn: KNNBackend | None = None,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+) -> dict[str, float]:
+    """Precision@1, recall@k, R-precision, MAP@R and kNN accuracy of an embedding.
+
+    Args:
+        embeddings: (Q, D) float query embeddings.
+        labels: (Q,) integer labels of the queries.
+        references: (N, D) reference embeddings, or None to retrieve among the queries
+            themselves (leave-one-out: each query's own entry is excluded).
+        reference_labels: (N,) labels of ``references`` (required with it).
+        metric: ``"sqeuclidean"`` (default), ``"euclidean"`` or ``"cosine"``.
+        ks: the k of recall@k (each clamped to the number of eligible references).
+        knn_k: neighbours that vote in kNN classification.
+        knn: a :class:`~tripletlab.evaluate.knn.KNNBackend`; default an exact
+            :class:`~tripletlab.evaluate.knn.TorchKNN`.
+        memory_budget_bytes: working memory for one query chunk (distance block and
+            neighbour lists).
+
+    Returns:
+        dict with ``precision_at_1``, ``r_precision``, ``map_at_r``, ``recall_at_{k}`` for
+        each k, ``knn_accuracy``, ``n_queries`` (queries averaged over) and
+        ``n_lone_queries`` (left out, R = 0). Metrics are NaN when no query has R > 0.
+
+    Example:
+        >>> x = torch.tensor([[0.0], [0.1], [1.0], [1.2], [0.6]])
+        >>> y = torch.tensor([0, 0, 1, 1, 1])
+        >>> m = retrieval_metrics(x, y, ks=(1,))
+        >>> m["precision_at_1"], m["map_at_r"], m["n_queries"]
+        (1.0, 0.9, 5)
+    """
+    check_choice(metric, "metric", METRICS)
+    embeddings = check_embeddings(embeddings, "embeddings")
+    labels = check_labels(labels, len(embeddings)).long()
+    leave_one_out = references is None
+    if leave_one_out:
+        if reference_labels is not None:
+            raise ValueError("reference_labels given without references")
+        references, reference_labels = embeddings, labels
+    else:
+        references = check_embeddings(references, "references")
+        if reference_labels is None:
+            raise ValueError("references given without reference_labels")
+        reference_labels = check_labels(reference_labels, len(references), "reference_labels")
+    reference_labels = reference_labels.long().to(labels.device)
+    ks = _check_ks(ks)
+    knn = TorchKNN(memory_budget_bytes=memory_budget_bytes) if knn is None else knn
+
+    relevant_counts = _relevant_counts(labels, reference_labels) - int(leave_one_out)
+    eligible = len(references) - int(leave_one_out)
+    names = ["precision_at_1", "r_precision", "map_at_r", *(f"recall_at_{k}" for k in ks)]
+    names.append("knn_accuracy")
+    answerable = relevant_counts > 0
+    n_queries = int(answerable.sum())
+    result: dict[str, float] = {name: float("nan") for name in names}
+    result.update(n_queries=n_queries, n_lone_queries=len(labels) - n_queries)
+    if n_queries == 0 or eligible < 1:
+        return result
+
+    k_search = min(eligible, max(int(relevant_counts.max()), max(ks), knn_k))
+    sums = dict.fromkeys(names, 0.0)
+    rows = max(1, memory_budget_bytes // (16 * len(references) + 48 * k_search))
+    query_ids = answerable.nonzero().squeeze(1)
+    for start in range(0, len(query_ids), rows):
+        ids = query_ids[start : start + rows]
+        exclude = ids if leave_one_out else None
+        neighbours = knn.search(
+            embeddings[ids], k_search, references, metric=metric, exclude=exclude
+        ).indices
+        chunk_sums = _chunk_sums(
+            reference_labels[neighbours.to(labels.device)],
+            labels[ids],
+            relevant_counts[ids],
+            ks,
+            min(knn_k, k_search),
+        )
+        for name, value in chunk_sums.items():
+            sums[name] += value
+    result.update({name: sums[name] / n_queries for name in names})
+    return result
+
+
+def _chunk_sums(
+    neighbour_labels: Tensor, query_labels: Tensor, r: Tensor, ks: tuple[int, ...], knn_k: int
+) -> dict[str, float]:
+    """Per-metric sums over one chunk of queries (neighbour_labels: (C, k) sorted lists)."""
+    k = neighbour_labels.shape[1]
+    match = neighbour_labels == query_labels[:, None]
+    sums = {"precision_at_1": float(match[:, 0].sum())}
+    for kk in ks:
+        sums[f"recall_at_{kk}"] = float(match[:, : min(kk, k)].any(dim=1).sum())
+    ranks = torch.arange(1, k + 1, device=match.device)
+    relevant = match & (ranks[None, :] <= r[:, None])
+    hits = relevant.sum(dim=1, dtype=torch.float64)
+    sums["r_precision"] = float((hits / r).sum())
+    precision_at_hits = relevant.cumsum(dim=1, dtype=torch.float64)
+    precision_at_hits.mul_(relevant).div_(ranks.to(torch.float64))
+    sums["map_at_r"] = float((precision_at_hits.sum(dim=1) / r).sum())
+    del precision_at_hits
+    sums["knn_accuracy"] = float(
+        (_majority_vote(neighbour_labels[:, :knn_k]) == query_labels).sum()
+    )
+    return sums
+
+
+def _majority_vote(neighbour_labels: Tensor) -> Tensor:
+    """Most frequent label per row; ties go to the label whose first occurrence is nearest."""
+    c, k = neighbour_labels.shape
+    values, inverse = torch.unique(neighbour_labels, return_inverse=True)
+    counts = torch.zeros(c, len(values), dtype=torch.long, device=values.device)
+    counts.scatter_add_(1, inverse, torch.ones_like(inverse))
+    positions = torch.arange(k, device=values.device).expand(c, k)
+    first = torch.full((c, len(values)), k, dtype=torch.long, device=values.device)
+    first.scatter_reduce_(1, inverse, positions, reduce="amin")
+    score = counts * (k + 1) - first  # more votes first, then the nearest first occurrence
+    return values[score.argmax(dim=1)]
+
+
+def _relevant_counts(labels: Tensor, reference_labels: Tensor) -> Tensor:
+    """For each query, the number of references sharing its label."""
+    values, counts = torch.unique(reference_labels, return_counts=True)
+    if len(values) == 0:
+        return torch.zeros_like(labels)
+    position = torch.searchsorted(values, labels).clamp_max(len(values) - 1)
+    found = values[position] == labels
+    return torch.where(found, counts[position], torch.zeros_like(labels))
+
+
+def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
+    ks = tuple(ks)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+        raise ValueError(f"ks must be a non-empty sequence of positive ints; got {ks!r}")
+    return ks
