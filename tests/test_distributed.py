@@ -56,6 +56,12 @@ def _partial_batch_all(embeddings, labels, gathered):
     return _brute_force_batch_all(embeddings, labels, index, gathered.embeddings, gathered.labels)
 
 
+def _batch_all_mean(embeddings, labels):
+    index = torch.arange(len(labels))
+    total, count = _brute_force_batch_all(embeddings, labels, index, embeddings, labels)
+    return total / count
+
+
 def _single_process_reference():
     inputs, labels, model = _data()
     emb = model(inputs)
@@ -77,7 +83,12 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         emb = ddp(inputs[local])
         loss = tdist.global_loss(_partial_batch_all, emb, labels[local])
         loss.backward()
-        # (2) without DDP, gradients of the local embeddings themselves (no K factor)
+        # (2) every rank evaluates the loss on the whole gathered batch (no rescaling)
+        _, _, model2 = _data()
+        ddp2 = torch.nn.parallel.DistributedDataParallel(model2)
+        full = tdist.global_batch_loss(_batch_all_mean, ddp2(inputs[local]), labels[local])
+        full.backward()
+        # (3) without DDP, gradients of the local embeddings themselves (no K factor)
         x = model(inputs).detach()[local].requires_grad_(True)
         unscaled = tdist.global_loss(
             _partial_batch_all, x, labels[local], scale_by_world_size=False
@@ -90,6 +101,9 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
                 "weight_grad": model.weight.grad,
                 "bias_grad": model.bias.grad,
                 "embedding_grad": x.grad,
+                "full_loss": full.detach(),
+                "full_weight_grad": model2.weight.grad,
+                "full_bias_grad": model2.bias.grad,
             },
             os.path.join(out_dir, f"rank{rank}.pt"),
         )
@@ -113,6 +127,9 @@ def test_two_gloo_processes_equal_one_process_on_the_concatenated_batch(tmp_path
         torch.testing.assert_close(result["summed_unscaled"], loss, rtol=0, atol=1e-6)
         torch.testing.assert_close(result["weight_grad"], weight_grad, rtol=0, atol=1e-6)
         torch.testing.assert_close(result["bias_grad"], bias_grad, rtol=0, atol=1e-6)
+        torch.testing.assert_close(result["full_loss"], loss, rtol=0, atol=1e-6)
+        torch.testing.assert_close(result["full_weight_grad"], weight_grad, rtol=0, atol=1e-6)
+        torch.testing.assert_close(result["full_bias_grad"], bias_grad, rtol=0, atol=1e-6)
         local = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
         torch.testing.assert_close(result["embedding_grad"], emb.grad[local], rtol=0, atol=1e-6)
         # the cross-rank terms are there: a gather without gradient would miss them

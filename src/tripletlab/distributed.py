@@ -27,6 +27,10 @@ number of valid elements for ``"mean"``, of active ones for ``"mean_active"``, 1
 
 Without DDP (summing gradients yourself), use ``scale_by_world_size=False``: ``Σ_r ℓ_r = L``.
 
+:func:`global_batch_loss` is the other exact route, for any batch loss unchanged: every rank
+evaluates the loss on the whole gathered batch; the K identical copies make the local gradient
+``K·∂L/∂x_r`` and DDP's average brings it back to ``∂L/∂θ`` with no rescaling at all.
+
 Failure handling
 ----------------
 :func:`init_distributed` sets a collective timeout (``timeout_s``, default 300 s, or the
@@ -63,6 +67,7 @@ __all__ = [
     "gather_batch",
     "get_rank",
     "get_world_size",
+    "global_batch_loss",
     "global_loss",
     "global_mean",
     "init_distributed",
@@ -361,3 +366,41 @@ def global_loss(
     denominator = all_reduce_sum(normaliser, group).clamp_min(1)
     scale = get_world_size(group) if scale_by_world_size else 1
     return total * scale / denominator
+
+
+def global_batch_loss(
+    loss_fn: Callable[..., Tensor | tuple[Tensor, dict[str, Tensor]]],
+    embeddings: Tensor,
+    labels: Tensor,
+    *,
+    group: dist.ProcessGroup | None = None,
+    **loss_kwargs: object,
+) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+    """Any batch loss over the global batch: ``loss_fn(gathered_embeddings, gathered_labels)``.
+
+    Every rank evaluates the same loss ``L`` on the concatenated ``K·B`` batch (the gathered
+    rows keep their gradient path to their owner). The gradient of the local rows is then
+    ``K·∂L/∂x_r`` (each of the K identical copies of ``L`` contributes ``∂L/∂x_r``, summed by
+    the gather's backward), and DDP's average over the K ranks gives exactly ``∂L/∂θ``, the
+    single-process gradient — so no rescaling is needed, every reduction (``mean``,
+    ``mean_active``, ``sum``) and every statistic is exact, and the returned value *is* the
+    global loss on every rank.
+
+    The price: the loss itself (not the network) is computed K times, at the global batch size,
+    O((K·B)²) per rank instead of O(B·K·B) for :func:`global_loss` with local anchors; for the
+    batch losses this is milliseconds next to the forward pass of a network.
+
+    Args:
+        loss_fn: a batch loss ``loss_fn(embeddings, labels, **loss_kwargs)`` (a function of
+            :mod:`tripletlab.functional` or a loss module).
+        embeddings, labels: the local (B, D) batch and its (B,) labels.
+        group: the process group (default: the world).
+
+    Example:
+        >>> from tripletlab.functional.contrastive import batch_contrastive_loss
+        >>> emb = torch.tensor([[0.0, 0.0], [0.0, 0.5], [3.0, 4.0]])
+        >>> global_batch_loss(batch_contrastive_loss, emb, torch.tensor([0, 0, 1]), reduction="sum")
+        tensor(0.2500)
+    """
+    gathered = gather_batch(embeddings, labels, group)
+    return loss_fn(gathered.embeddings, gathered.labels, **loss_kwargs)
