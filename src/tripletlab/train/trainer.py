@@ -1,0 +1,426 @@
+"""The training loop: model + metric-learning loss + optimiser + scheduler over P×K batches.
+
+Each optimiser step draws a P×K batch (P classes, K samples each, from a seeded sampler
+re-shuffled per epoch), embeds it, optionally L2-normalises the embeddings, evaluates the loss
+``loss(embeddings, labels)`` — any tripletlab batch loss, e.g. ``BatchAllTripletLoss`` — and
+steps the optimiser (with optional gradient-norm clipping). Each step's loss and triplet
+statistics (active / easy / semi-hard / hard fractions) are logged; each epoch ends with a
+validation callback (retrieval metrics), an epoch record and a checkpoint.
+
+Determinism: the sampler is seeded with ``seed`` and re-seeded by epoch, the torch / numpy /
+Python RNG states are stored in every checkpoint, so ``fit(..., resume_from=checkpoint)``
+continues a killed run and ends with exactly the weights (and metrics) of an uninterrupted run.
+
+The hot loop never calls ``.item()``: per-step values stay tensors and are converted once per
+epoch, when the step records are written.
+
+Reference: Hermans, Beyer & Leibe, "In Defense of the Triplet Loss for Person
+Re-Identification", 2017 (P×K batches, batch-all / batch-hard).
+
+Example:
+    >>> import torch
+    >>> from tripletlab.train.trainer import Trainer
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <...>
+    >>> x = torch.randn(60, 5); y = torch.arange(60) % 3
+    >>> model = torch.nn.Linear(5, 2)
+    >>> def loss(e, labels):  # any f(embeddings, labels) -> scalar works
+    ...     return torch.pdist(e).mean() * 0
+    >>> trainer = Trainer(model, loss, torch.optim.SGD(model.parameters(), lr=0.1), progress=False)
+    >>> history = trainer.fit(x, y, epochs=2, p=3, k=4)
+    >>> len(history)
+    2
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tripletlab.train.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from tripletlab.train.logging import RunLogger
+
+__all__ = ["Trainer", "build_optimizer", "build_scheduler", "make_pk_sampler"]
+
+LossFn = Callable[..., Any]
+Validator = Callable[["Trainer"], Mapping[str, float]]
+
+
+def build_optimizer(
+    name: str,
+    params: Iterable[nn.Parameter],
+    lr: float,
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+) -> torch.optim.Optimizer:
+    """``sgd`` (with momentum), ``adam`` or ``adamw``."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be one of 'sgd', 'adam', 'adamw'; got {name!r}")
+
+
+def build_scheduler(
+    name: str,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    step_size: int = 10,
+    gamma: float = 0.1,
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """A per-epoch learning-rate schedule: ``none``, ``cosine`` (to 0 over ``epochs``) or
+    ``step`` (× ``gamma`` every ``step_size`` epochs). Built-in schedulers only, so their
+    state dicts hold primitives and load with ``weights_only=True``."""
+    if name == "none":
+        return None
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+    raise ValueError(f"scheduler must be one of 'none', 'cosine', 'step'; got {name!r}")
+
+
+class _FallbackPKSampler:
+    """P classes × K samples per batch (used only until ``tripletlab.data.sampler`` exists)."""
+
+    def __init__(self, labels: Tensor, p: int, k: int, seed: int = 0) -> None:
+        self.labels = np.asarray(labels.cpu())
+        self.p, self.k, self.seed, self.epoch = p, k, seed, 0
+        self.classes = np.unique(self.labels)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return max(1, len(self.labels) // (self.p * self.k))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        by_class = {c: np.flatnonzero(self.labels == c) for c in self.classes}
+        p = min(self.p, len(self.classes))
+        for _ in range(len(self)):
+            chosen = rng.choice(self.classes, size=p, replace=False)
+            batch = []
+            for c in chosen:
+                members = by_class[c]
+                batch += rng.choice(members, self.k, replace=len(members) < self.k).tolist()
+            yield batch
+
+
+def make_pk_sampler(labels: Tensor, p: int, k: int, seed: int) -> Any:
+    """The library's P×K batch sampler (``tripletlab.data.sampler.PKSampler``)."""
+    try:
+        from tripletlab.data.sampler import PKSampler
+    except ImportError:
+        return _FallbackPKSampler(labels, p, k, seed)
+    p = min(p, int(torch.unique(labels).numel()))
+    return PKSampler(labels.cpu(), p=p, k=k, seed=seed, drop_last=True)
+
+
+def _stats_of(output: Any) -> tuple[Tensor, Any]:
+    # Losses return a scalar, or (scalar, stats) when called with return_stats=True.
+    if isinstance(output, tuple):
+        return output[0], output[1]
+    return output, None
+
+
+def _stats_dict(stats: Any) -> dict[str, float]:
+    if stats is None:
+        return {}
+    if hasattr(stats, "as_dict"):
+        raw = stats.as_dict()
+    elif isinstance(stats, Mapping):
+        raw = dict(stats)
+    else:
+        return {}
+    out = {}
+    for key, value in raw.items():
+        if isinstance(value, Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
+
+
+class Trainer:
+    """Trains an embedding network with a metric-learning loss over P×K batches.
+
+    Args:
+        model: maps a batch of inputs (B, ...) to embeddings (B, D).
+        loss: ``loss(embeddings, labels)`` → scalar, or ``(scalar, stats)`` when it accepts
+            ``return_stats=True`` (all tripletlab batch losses do).
+        optimizer: a torch optimiser over ``model``'s parameters.
+        scheduler: optional per-epoch LR scheduler (stepped after each epoch).
+        normalize: L2-normalise embeddings before the loss and in :meth:`embed`.
+        grad_clip: maximum total gradient norm (None: no clipping).
+        device: where the model and batches live.
+        logger: a :class:`~tripletlab.train.logging.RunLogger` (None: no log files).
+        validate: called after each epoch with the trainer; returns metrics to log.
+        validate_every: run ``validate`` every so many epochs (and always after the last).
+        checkpoint_dir: write ``last.pt`` every ``checkpoint_every`` epochs and ``final.pt``.
+        config: a JSON-compatible dict stored in checkpoints (the resolved run config).
+        seed: seeds the P×K sampler (and the RNGs at the start of a fresh ``fit``).
+        progress: tqdm bars for epochs and steps; shown only when stdout is a terminal.
+        kill_after_steps: test hook — SIGKILL the process after this many steps.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: LossFn,
+        optimizer: torch.optim.Optimizer,
+        *,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        normalize: bool = True,
+        grad_clip: float | None = None,
+        device: str | torch.device = "cpu",
+        logger: RunLogger | None = None,
+        validate: Validator | None = None,
+        validate_every: int = 1,
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_every: int = 1,
+        config: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        progress: bool = True,
+        kill_after_steps: int | None = None,
+    ) -> None:
+        if grad_clip is not None and not grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 or None; got {grad_clip!r}")
+        if validate_every < 1 or checkpoint_every < 1:
+            raise ValueError("validate_every and checkpoint_every must be >= 1")
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.loss = loss
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.normalize = normalize
+        self.grad_clip = grad_clip
+        self.logger = logger
+        self.validate = validate
+        self.validate_every = validate_every
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.checkpoint_every = checkpoint_every
+        self.config = dict(config or {})
+        self.seed = seed
+        self.progress = progress
+        self.kill_after_steps = kill_after_steps
+        self.epoch = 0
+        self.global_step = 0
+        self.history: list[dict[str, Any]] = []
+        self._loss_takes_stats = True
+
+    # -- embeddings ------------------------------------------------------------------------
+    def _forward(self, inputs: Tensor) -> Tensor:
+        embeddings = self.model(inputs)
+        return F.normalize(embeddings, dim=1) if self.normalize else embeddings
+
+    @torch.no_grad()
+    def embed(self, inputs: Tensor, batch_size: int = 1024) -> Tensor:
+        """Embeddings (N, D) of ``inputs`` (N, ...) in eval mode, on the CPU."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            chunks = [
+                self._forward(inputs[i : i + batch_size].to(self.device)).cpu()
+                for i in range(0, len(inputs), batch_size)
+            ]
+        finally:
+            self.model.train(was_training)
+        if not chunks:
+            return torch.empty(0, 0)
+        return torch.cat(chunks)
+
+    # -- one step --------------------------------------------------------------------------
+    def _call_loss(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Any]:
+        if self._loss_takes_stats:
+            try:
+                return _stats_of(self.loss(embeddings, labels, return_stats=True))
+            except TypeError as exc:
+                if "return_stats" not in str(exc):
+                    raise
+                self._loss_takes_stats = False
+        return _stats_of(self.loss(embeddings, labels))
+
+    def train_step(self, inputs: Tensor, labels: Tensor) -> tuple[Tensor, Any]:
+        """One optimiser step on a batch; returns the detached loss and the loss's stats."""
+        self.optimizer.zero_grad(set_to_none=True)
+        value, stats = self._call_loss(self._forward(inputs), labels)
+        value.backward()
+        if self.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        self.global_step += 1
+        if self.kill_after_steps is not None and self.global_step >= self.kill_after_steps:
+            os.kill(os.getpid(), signal.SIGKILL)  # a genuine kill, for resume tests
+        return value.detach(), stats
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume (tensors and primitives only)."""
+        return {
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "rng": capture_rng_state(),
+            "history": self.history,
+            "config": self.config,
+            "seed": self.seed,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` stored."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        restore_rng_state(state["rng"])
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.history = list(state.get("history", []))
+
+    def save(self, name: str = "last.pt") -> Path | None:
+        """Atomically write a checkpoint into ``checkpoint_dir`` (None when there is none)."""
+        if self.checkpoint_dir is None:
+            return None
+        return save_checkpoint(self.checkpoint_dir / name, self.state_dict())
+
+    # -- the loop --------------------------------------------------------------------------
+    def fit(
+        self,
+        inputs: Tensor,
+        labels: Tensor,
+        *,
+        epochs: int,
+        p: int,
+        k: int,
+        steps_per_epoch: int | None = None,
+        resume_from: str | Path | None = None,
+        sampler: Any = None,
+    ) -> list[dict[str, Any]]:
+        """Train for ``epochs`` epochs (in total, counting those before a resume).
+
+        Args:
+            inputs: training inputs (N, ...); kept on ``device`` and indexed per batch.
+            labels: integer class labels (N,).
+            epochs: total number of epochs.
+            p, k: classes per batch and samples per class.
+            steps_per_epoch: cap on the batches of an epoch (default: the sampler's length).
+            resume_from: a checkpoint written by this trainer; training continues after its
+                epoch, with its weights, optimiser, scheduler and RNG states.
+            sampler: a batch sampler with ``set_epoch`` (default: a seeded P×K sampler).
+
+        Returns:
+            The epoch records (also in ``self.history``).
+        """
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1; got {epochs!r}")
+        if len(inputs) != len(labels):
+            raise ValueError(
+                f"inputs and labels must have the same length; got {len(inputs)} and {len(labels)}"
+            )
+        if resume_from is not None:
+            self.load_state_dict(load_checkpoint(resume_from, map_location=self.device))
+            if self.logger is not None:
+                self.logger.truncate(self.epoch)
+        else:
+            torch.manual_seed(self.seed)
+            np.random.seed(self.seed % 2**32)  # noqa: NPY002 - seeds the global RNG user code may use
+            if self.logger is not None:
+                self.logger.reset()
+        inputs = inputs.to(self.device)
+        labels = labels.to(self.device)
+        sampler = sampler if sampler is not None else make_pk_sampler(labels, p, k, self.seed)
+        from tqdm.auto import tqdm
+
+        show = self.progress and sys.stdout.isatty()
+        bar = tqdm(total=epochs, initial=self.epoch, desc="epochs", unit="epoch", disable=not show)
+        try:
+            while self.epoch < epochs:
+                record = self._run_epoch(inputs, labels, sampler, steps_per_epoch, show, epochs)
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+                bar.update(1)
+        finally:
+            bar.close()
+        self.save("final.pt")
+        return self.history
+
+    def _run_epoch(
+        self,
+        inputs: Tensor,
+        labels: Tensor,
+        sampler: Any,
+        steps_per_epoch: int | None,
+        show: bool,
+        epochs: int,
+    ) -> dict[str, Any]:
+        from tqdm.auto import tqdm
+
+        self.model.train()
+        self.epoch += 1
+        sampler.set_epoch(self.epoch)
+        total = len(sampler) if steps_per_epoch is None else min(steps_per_epoch, len(sampler))
+        losses: list[Tensor] = []
+        all_stats: list[Any] = []
+        lrs: list[float] = []
+        started = time.perf_counter()
+        for i, batch in enumerate(
+            tqdm(sampler, total=total, desc=f"epoch {self.epoch}", leave=False, disable=not show)
+        ):
+            if i >= total:
+                break
+            index = torch.as_tensor(batch, device=self.device)
+            value, stats = self.train_step(inputs[index], labels[index])
+            losses.append(value)
+            all_stats.append(stats)
+            lrs.append(self.optimizer.param_groups[0]["lr"])
+        train_seconds = time.perf_counter() - started
+        if self.scheduler is not None:
+            self.scheduler.step()
+        first_step = self.global_step - len(losses) + 1
+        loss_values = torch.stack(losses).tolist() if losses else []
+        step_records = [
+            {"epoch": self.epoch, "step": first_step + i, "loss": loss, "lr": lr}
+            | _stats_dict(stats)
+            for i, (loss, lr, stats) in enumerate(zip(loss_values, lrs, all_stats, strict=True))
+        ]
+        record: dict[str, Any] = {
+            "epoch": self.epoch,
+            "step": self.global_step,
+            "loss": float(np.mean(loss_values)) if loss_values else 0.0,
+            "lr": lrs[-1] if lrs else self.optimizer.param_groups[0]["lr"],
+            "epoch_seconds": train_seconds,
+        }
+        for key in ("active_fraction", "easy_fraction", "semi_hard_fraction", "hard_fraction"):
+            values = [r[key] for r in step_records if key in r]
+            if values:
+                record[key] = float(np.mean(values))
+        if self.validate is not None and (
+            self.epoch % self.validate_every == 0 or self.epoch == epochs
+        ):
+            record |= {f"val_{key}": float(v) for key, v in self.validate(self).items()}
+        self.history.append(record)
+        if self.logger is not None:
+            self.logger.log_steps(step_records)
+            self.logger.log_epoch(record)
+        if self.epoch % self.checkpoint_every == 0 or self.epoch == epochs:
+            self.save("last.pt")
+        return record
