@@ -19,6 +19,7 @@ Conventions every backend follows:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
@@ -136,6 +137,39 @@ class TorchKNN:
         exclude: Tensor | None = None,
     ) -> KNNResult:
         """The ``k`` nearest references of each query (see :class:`KNNBackend`)."""
+        chunks = [
+            result
+            for _, result in self.iter_search(
+                queries, k, references, metric=metric, exclude=exclude
+            )
+        ]
+        if not chunks:
+            dtype = compute_dtype(queries, queries if references is None else references)
+            device = self.device or queries.device
+            return KNNResult(
+                torch.empty(0, k, dtype=dtype, device=device),
+                torch.empty(0, k, dtype=torch.long, device=device),
+            )
+        return KNNResult(
+            torch.cat([c.distances for c in chunks]), torch.cat([c.indices for c in chunks])
+        )
+
+    def iter_search(
+        self,
+        queries: Tensor,
+        k: int,
+        references: Tensor | None = None,
+        *,
+        metric: str = "sqeuclidean",
+        exclude: Tensor | None = None,
+        rows: int | None = None,
+    ) -> Iterator[tuple[int, KNNResult]]:
+        """:meth:`search` one chunk of queries at a time: yields ``(first_row, result)``.
+
+        The inputs are validated and the references prepared once, so a caller that
+        reduces each chunk at once (like the retrieval metrics) never holds all (Q, k)
+        neighbour lists. ``rows`` overrides the chunk size derived from the memory budget.
+        """
         check_choice(metric, "metric", METRICS)
         queries = check_embeddings(queries, "queries")
         if references is None:
@@ -151,12 +185,24 @@ class TorchKNN:
             )
         exclude = _check_exclude(exclude, len(queries), len(references))
         _check_k(k, len(references) - (exclude is not None))
+        if rows is None:
+            rows = self.chunk_rows(len(references), k)
+        elif isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+            raise ValueError(f"rows must be a positive int; got {rows!r}")
+        return self._iter_chunks(queries, k, references, metric, exclude, rows)
 
+    def _iter_chunks(
+        self,
+        queries: Tensor,
+        k: int,
+        references: Tensor,
+        metric: str,
+        exclude: Tensor | None,
+        rows: int,
+    ) -> Iterator[tuple[int, KNNResult]]:
         device = self.device or queries.device
         dtype = compute_dtype(queries, references)
         refs = _ReferenceSet(references.to(device=device, dtype=dtype), metric)
-        distances, indices = [], []
-        rows = self.chunk_rows(len(references), k)
         for start in range(0, len(queries), rows):
             chunk = queries[start : start + rows].to(device=device, dtype=dtype)
             block = refs.distances_to(chunk)
@@ -166,12 +212,36 @@ class TorchKNN:
                 block[has.nonzero().squeeze(1), ex[has]] = float("inf")
             dist, idx = _smallest_k_stable(block, k)
             del block
-            distances.append(refs.finish(dist))
-            indices.append(idx)
-        if not distances:
-            empty = torch.empty(0, k, device=device)
-            return KNNResult(empty.to(dtype), empty.long())
-        return KNNResult(torch.cat(distances), torch.cat(indices))
+            yield start, KNNResult(refs.finish(dist), idx)
+
+
+def iter_knn(
+    knn: KNNBackend,
+    queries: Tensor,
+    k: int,
+    references: Tensor | None = None,
+    *,
+    metric: str = "sqeuclidean",
+    exclude: Tensor | None = None,
+    rows: int,
+) -> Iterator[tuple[int, KNNResult]]:
+    """Chunked search with any backend: its ``iter_search`` when it has one, else ``search``
+    on slices of ``rows`` queries. Yields ``(first_row, KNNResult)``."""
+    if hasattr(knn, "iter_search"):
+        yield from knn.iter_search(
+            queries, k, references, metric=metric, exclude=exclude, rows=rows
+        )
+        return
+    if references is None:
+        references = queries
+        if exclude is None:
+            exclude = torch.arange(len(queries), device=queries.device)
+    for start in range(0, len(queries), rows):
+        ex = None if exclude is None else exclude[start : start + rows]
+        yield (
+            start,
+            knn.search(queries[start : start + rows], k, references, metric=metric, exclude=ex),
+        )
 
 
 class _ReferenceSet:

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from tripletlab.evaluate.knn import DEFAULT_MEMORY_BUDGET, KNNBackend, TorchKNN
+from tripletlab.evaluate.knn import DEFAULT_MEMORY_BUDGET, KNNBackend, TorchKNN, iter_knn
 from tripletlab.functional._validation import check_choice, check_embeddings, check_labels
 from tripletlab.functional.distances import METRICS
 
@@ -108,14 +108,20 @@ def retrieval_metrics(
     sums = dict.fromkeys(names, 0.0)
     rows = max(1, memory_budget_bytes // (16 * len(references) + 48 * k_search))
     query_ids = answerable.nonzero().squeeze(1)
-    for start in range(0, len(query_ids), rows):
-        ids = query_ids[start : start + rows]
-        exclude = ids if leave_one_out else None
-        neighbours = knn.search(
-            embeddings[ids], k_search, references, metric=metric, exclude=exclude
-        ).indices
+    queries = embeddings if n_queries == len(embeddings) else embeddings[query_ids]
+    chunks = iter_knn(
+        knn,
+        queries,
+        k_search,
+        references,
+        metric=metric,
+        exclude=query_ids if leave_one_out else None,
+        rows=rows,
+    )
+    for start, found in chunks:
+        ids = query_ids[start : start + len(found.indices)]
         chunk_sums = _chunk_sums(
-            reference_labels[neighbours.to(labels.device)],
+            reference_labels[found.indices.to(labels.device)],
             labels[ids],
             relevant_counts[ids],
             ks,
