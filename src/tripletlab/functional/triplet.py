@@ -130,15 +130,16 @@ class _TripletMarginFunction(torch.autograd.Function):
         metric: str,
         mu: float | None,
     ) -> Tensor:
-        x = triplet_margin_values(anchor, positive, negative, margin, metric)
-        ctx.save_for_backward(anchor, positive, negative, x)
-        ctx.metric = metric
-        ctx.mu = mu
-        return smooth_hinge(x, mu)
+        ctx.save_for_backward(anchor, positive, negative)
+        ctx.margin, ctx.metric, ctx.mu = margin, metric, mu
+        return smooth_hinge(triplet_margin_values(anchor, positive, negative, margin, metric), mu)
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):  # type: ignore[override]
-        anchor, positive, negative, x = ctx.saved_tensors
+        anchor, positive, negative = ctx.saved_tensors
+        # Recomputed from the inputs (O(N·D), no extra memory held between passes) so that the
+        # backward is itself differentiable: double backward works for μ > 0.
+        x = triplet_margin_values(anchor, positive, negative, ctx.margin, ctx.metric)
         # h'(x)·upstream gradient, one weight per triplet; inactive triplets get exactly 0.
         weight = (smooth_hinge_derivative(x, ctx.mu) * grad_output)[:, None]
         grad_a, grad_p, grad_n = _distance_difference_gradients(
