@@ -1,0 +1,133 @@
+"""The faiss kNN backend: the exact flat index equals the torch backend; IVF/HNSW recall."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from tripletlab.evaluate.knn import KNNBackend, KNNResult, TorchKNN
+
+bench = pytest.mark.bench
+
+
+def _faiss_knn():
+    pytest.importorskip("faiss")
+    from tripletlab.evaluate import knn_faiss
+
+    return knn_faiss
+
+
+def test_missing_faiss_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tripletlab.evaluate import knn_faiss
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss → ImportError
+    with pytest.raises(ImportError, match=r"pip install tripletlab\[faiss\]"):
+        knn_faiss.FaissKNN("flat")
+
+
+def test_recall_at_k_counts_shared_neighbours() -> None:
+    from tripletlab.evaluate.knn_faiss import recall_at_k
+
+    exact = KNNResult(torch.zeros(2, 3), torch.tensor([[0, 1, 2], [3, 4, 5]]))
+    approx = KNNResult(torch.zeros(2, 3), torch.tensor([[2, 1, 9], [-1, -1, 5]]))
+    assert recall_at_k(approx, exact) == pytest.approx(3 / 6)
+
+
+@bench
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean", "cosine"])
+def test_flat_index_equals_torch_backend(metric: str) -> None:
+    knn_faiss = _faiss_knn()
+    gen = torch.Generator().manual_seed(0)
+    refs = torch.randn(600, 16, generator=gen) + 5.0  # an offset: centring must match
+    queries = torch.randn(90, 16, generator=gen) + 5.0
+    backend = knn_faiss.FaissKNN("flat", query_chunk=32)
+    assert isinstance(backend, KNNBackend)
+    got = backend.search(queries, 10, refs, metric=metric)
+    want = TorchKNN().search(queries, 10, refs, metric=metric)
+    assert torch.equal(got.indices, want.indices)
+    torch.testing.assert_close(got.distances, want.distances, rtol=1e-5, atol=1e-5)
+
+
+@bench
+def test_flat_self_search_excludes_each_query_and_orders_ties_by_index() -> None:
+    knn_faiss = _faiss_knn()
+    # integer points on a small grid, each twice: many exact ties
+    grid = torch.cartesian_prod(torch.arange(4.0), torch.arange(4.0))
+    points = torch.cat([grid, grid])
+    got = knn_faiss.FaissKNN("flat").search(points, 5)
+    want = TorchKNN().search(points, 5)
+    assert torch.equal(got.indices, want.indices)
+    assert torch.equal(got.distances, want.distances)
+    assert not (got.indices == torch.arange(len(points))[:, None]).any()
+    # the duplicate of each point comes first, at distance 0
+    twin = (torch.arange(len(points)) + len(grid)) % len(points)
+    assert torch.equal(got.indices[:, 0], twin)
+    assert torch.equal(got.distances[:, 0], torch.zeros(len(points)))
+
+
+@bench
+def test_explicit_exclude_matches_torch_backend() -> None:
+    knn_faiss = _faiss_knn()
+    gen = torch.Generator().manual_seed(1)
+    refs = torch.randn(200, 8, generator=gen)
+    queries = refs[:50] + 0.01 * torch.randn(50, 8, generator=gen)
+    exclude = torch.arange(50)
+    exclude[::3] = -1
+    got = knn_faiss.FaissKNN("flat").search(queries, 4, refs, exclude=exclude)
+    want = TorchKNN().search(queries, 4, refs, exclude=exclude)
+    assert torch.equal(got.indices, want.indices)
+    kept = exclude >= 0
+    assert not (got.indices[kept] == exclude[kept][:, None]).any()
+    assert (got.indices[~kept][:, 0] == torch.arange(50)[~kept]).all()
+
+
+@bench
+@pytest.mark.parametrize(
+    ("index_type", "options"),
+    [("ivf", {"nlist": 16, "nprobe": 8}), ("hnsw", {"hnsw_m": 16, "ef_search": 64})],
+)
+def test_approximate_indexes_reach_high_recall(index_type: str, options: dict) -> None:
+    knn_faiss = _faiss_knn()
+    gen = torch.Generator().manual_seed(2)
+    centres = 4 * torch.randn(20, 12, generator=gen)
+    refs = centres[torch.arange(2000) % 20] + torch.randn(2000, 12, generator=gen)
+    queries = refs[:300] + 0.1 * torch.randn(300, 12, generator=gen)
+    backend = knn_faiss.FaissKNN(index_type, **options)
+    recall = backend.recall(queries, 10, refs)
+    assert 0.9 <= recall <= 1.0
+    result = backend.search(queries, 10, refs)
+    assert result.indices.shape == (300, 10)
+    # distances are exact for the neighbours returned, and sorted
+    exact_d = ((queries[:, None, :] - refs[result.indices]) ** 2).sum(-1)
+    torch.testing.assert_close(result.distances, exact_d, rtol=1e-4, atol=1e-4)
+    assert (result.distances[:, 1:] >= result.distances[:, :-1]).all()
+
+
+@bench
+def test_low_recall_warns_when_min_recall_is_set() -> None:
+    knn_faiss = _faiss_knn()
+    gen = torch.Generator().manual_seed(3)
+    refs = torch.randn(3000, 32, generator=gen)  # no structure: IVF with 1 probe misses a lot
+    backend = knn_faiss.FaissKNN("ivf", nlist=64, nprobe=1, min_recall=0.99, recall_sample=200)
+    with pytest.warns(RuntimeWarning, match="below min_recall"):
+        backend.search(refs[:200], 10, refs)
+    assert backend.recall(refs[:200], 10, refs) < 0.99
+
+
+@bench
+def test_built_index_is_reused_and_arguments_are_checked() -> None:
+    knn_faiss = _faiss_knn()
+    refs = torch.randn(100, 4)
+    index = knn_faiss.FaissKNN("flat").build(refs, metric="euclidean")
+    first = index.search(refs[:5], 3)
+    assert torch.equal(first.indices[:, 0], torch.arange(5))
+    with pytest.raises(ValueError, match="index_type"):
+        knn_faiss.FaissKNN("lsh")
+    with pytest.raises(ValueError, match="nprobe"):
+        knn_faiss.FaissKNN("ivf", nprobe=0)
+    with pytest.raises(ValueError, match="k must be between"):
+        index.search(refs[:5], 101)
+    with pytest.raises(ValueError, match="dimension"):
+        index.search(torch.randn(2, 5), 1)
