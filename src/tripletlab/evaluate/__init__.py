@@ -1,5 +1,7 @@
-"""Evaluation: retrieval and verification metrics, kNN backends."""
+"""Evaluation: retrieval, clustering and verification metrics, kNN backends."""
 
+from tripletlab.evaluate.clustering import clustering_metrics
+from tripletlab.evaluate.evaluator import evaluate_baseline, evaluate_embeddings
 from tripletlab.evaluate.knn import (
     DEFAULT_MEMORY_BUDGET,
     KNNBackend,
@@ -8,12 +10,18 @@ from tripletlab.evaluate.knn import (
     iter_knn,
 )
 from tripletlab.evaluate.retrieval import retrieval_metrics
+from tripletlab.evaluate.verification import evaluate_verification, sample_pairs
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
     "KNNBackend",
     "KNNResult",
     "TorchKNN",
+    "clustering_metrics",
+    "evaluate_baseline",
+    "evaluate_embeddings",
+    "evaluate_verification",
     "iter_knn",
     "retrieval_metrics",
+    "sample_pairs",
 ]

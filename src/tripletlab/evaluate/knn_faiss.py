@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -311,6 +312,39 @@ class FaissKNN:
                     stacklevel=2,
                 )
         return result
+
+    def iter_search(
+        self,
+        queries: Tensor,
+        k: int,
+        references: Tensor | None = None,
+        *,
+        metric: str = "sqeuclidean",
+        exclude: Tensor | None = None,
+        rows: int | None = None,
+    ) -> Iterator[tuple[int, KNNResult]]:
+        """:meth:`search` one chunk of ``rows`` queries at a time, the index built once:
+        yields ``(first_row, result)`` (the interface :func:`~tripletlab.evaluate.knn.iter_knn`
+        uses, so retrieval metrics never hold all neighbour lists)."""
+        check_choice(metric, "metric", METRICS)
+        queries = check_embeddings(queries, "queries")
+        if references is None:
+            references = queries
+            if exclude is None:
+                exclude = torch.arange(len(queries), device=queries.device)
+        if rows is None:
+            rows = self.query_chunk
+        elif isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+            raise ValueError(f"rows must be a positive int; got {rows!r}")
+        index = self.build(references, metric)
+        _check_k(k, index.n - (exclude is not None))
+
+        def chunks() -> Iterator[tuple[int, KNNResult]]:
+            for start in range(0, len(queries), rows):
+                ex = None if exclude is None else exclude[start : start + rows]
+                yield start, index.search(queries[start : start + rows], k, exclude=ex)
+
+        return chunks()
 
     def recall(
         self,
