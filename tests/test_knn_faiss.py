@@ -131,3 +131,16 @@ def test_built_index_is_reused_and_arguments_are_checked() -> None:
         index.search(refs[:5], 101)
     with pytest.raises(ValueError, match="dimension"):
         index.search(torch.randn(2, 5), 1)
+
+
+@bench
+def test_iter_search_through_iter_knn_matches_one_search() -> None:
+    knn_faiss = _faiss_knn()
+    from tripletlab.evaluate.knn import iter_knn
+
+    refs = torch.randn(300, 6, generator=torch.Generator().manual_seed(4))
+    backend = knn_faiss.FaissKNN("flat")
+    parts = list(iter_knn(backend, refs, 5, rows=64))
+    assert [start for start, _ in parts] == [0, 64, 128, 192, 256]
+    indices = torch.cat([r.indices for _, r in parts])
+    assert torch.equal(indices, TorchKNN().search(refs, 5).indices)
