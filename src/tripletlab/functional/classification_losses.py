@@ -26,7 +26,8 @@ def cross_entropy(
     """Cross-entropy ``CE_i = −Σ_c y_{c,i}·log_base(p_{c,i})``.
 
     Args:
-        input: (N, C) class probabilities (``from_logits=False``, the lecture's form) or raw
+        input: (N, C) class probabilities, rows summing to 1 (``from_logits=False``, the
+            lecture's form) or raw
             scores (``from_logits=True``: ``p = softmax(input)``, computed as log-softmax).
         target: (N,) integer class indices, or (N, C) floating one-hot / soft labels.
         from_logits: whether ``input`` holds logits.
@@ -158,6 +159,12 @@ def _log_probabilities(input: Tensor, from_logits: bool) -> Tensor:
     if from_logits:
         return F.log_softmax(input, dim=1)
     _check_probability_range(input)
+    row_sums = input.sum(dim=1)
+    if input.numel() and not bool(((row_sums - 1).abs() <= 1e-3).all()):
+        raise ValueError(
+            "input must hold probabilities whose rows sum to 1 (pass from_logits=True for "
+            f"logits); got row sums in [{float(row_sums.min()):g}, {float(row_sums.max()):g}]"
+        )
     return input.clamp_min(torch.finfo(input.dtype).tiny).log()
 
 
