@@ -4,7 +4,13 @@ Functional forms live in :mod:`tripletlab.functional`; loss modules, networks an
 exported here, e.g. ``tripletlab.TripletMarginLoss`` or ``tripletlab.BatchAllTripletLoss``.
 """
 
+from tripletlab.data.sampler import PKSampler
 from tripletlab.errors import ConfigError, DataError, TripletlabError
+from tripletlab.nn.batch_losses import (
+    BatchAllTripletLoss,
+    BatchHardTripletLoss,
+    BatchSemiHardTripletLoss,
+)
 from tripletlab.nn.losses import BatchContrastiveLoss, ContrastiveLoss, TripletMarginLoss
 from tripletlab.nn.networks import MLP, ConvNet, build_model, embed_triplets
 
@@ -12,11 +18,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MLP",
+    "BatchAllTripletLoss",
     "BatchContrastiveLoss",
+    "BatchHardTripletLoss",
+    "BatchSemiHardTripletLoss",
     "ConfigError",
     "ContrastiveLoss",
     "ConvNet",
     "DataError",
+    "PKSampler",
     "TripletMarginLoss",
     "TripletlabError",
     "__version__",

@@ -13,6 +13,11 @@ from tripletlab.nn.activations import (
     Tanh,
     get_activation,
 )
+from tripletlab.nn.batch_losses import (
+    BatchAllTripletLoss,
+    BatchHardTripletLoss,
+    BatchSemiHardTripletLoss,
+)
 from tripletlab.nn.losses import BatchContrastiveLoss, ContrastiveLoss, TripletMarginLoss
 from tripletlab.nn.networks import MLP, ConvNet, build_model, embed_triplets
 
@@ -20,7 +25,10 @@ __all__ = [
     "ELU",
     "MLP",
     "SELU",
+    "BatchAllTripletLoss",
     "BatchContrastiveLoss",
+    "BatchHardTripletLoss",
+    "BatchSemiHardTripletLoss",
     "ContrastiveLoss",
     "ConvNet",
     "FastSigmoid",

@@ -1,0 +1,110 @@
+"""Batch-hard triplet loss (Hermans et al.): the hardest positive and negative per anchor.
+
+    L_a = h(max_p D(a, p) − min_n D(a, n) + m)   for every anchor with a positive and a negative,
+
+h the hinge or ``μ·softplus(x/μ)``; μ = 1 with m = 0 is the paper's soft margin
+``softplus(d_ap − d_an)``. O(B²) time and memory: the hardest positive is a max over the
+(B, K) gathered positive distances, the hardest negative an argmin over the distance matrix
+with the K + 1 non-negative columns of each row masked in place. The gradient flows through
+two gathers only.
+
+Reference: Hermans, Beyer & Leibe 2017, "In Defense of the Triplet Loss for Person
+Re-Identification", §2.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from tripletlab.functional._batch_input import (
+    BatchInput,
+    check_batch_arguments,
+    empty_batch_terms,
+    prepare_batch,
+)
+from tripletlab.functional.reductions import REDUCTIONS, reduce_total
+from tripletlab.functional.smoothing import smooth_hinge
+from tripletlab.functional.triplet_types import TripletStats, batch_stats
+
+
+def batch_hard_triplet_loss(
+    embeddings: Tensor,
+    labels: Tensor,
+    margin: float = 0.2,
+    metric: str = "sqeuclidean",
+    smoothing: float | None = None,
+    reduction: str = "mean",
+    ref_embeddings: Tensor | None = None,
+    ref_labels: Tensor | None = None,
+    return_stats: bool = False,
+) -> Tensor | tuple[Tensor, TripletStats]:
+    """Triplet loss of each anchor's hardest positive and hardest negative (batch-hard).
+
+    Args:
+        embeddings: (B, D) floating tensor (float16/bfloat16 are computed in float32).
+        labels: (B,) integer labels.
+        margin: m ≥ 0 (0 with ``smoothing=1`` is Hermans' soft margin).
+        metric: ``"sqeuclidean"`` (default), ``"euclidean"`` (the paper's) or ``"cosine"``.
+        smoothing: None or 0 for the hinge; μ > 0 for ``μ·softplus(x/μ)``.
+        reduction: ``"mean"`` (default, as in the paper: over anchors that have a positive
+            and a negative), ``"mean_active"`` (over anchors with loss > 0), ``"sum"``, or
+            ``"none"`` ((B,) per-anchor losses, 0 for anchors without a triplet).
+        ref_embeddings, ref_labels: optional (M, D) / (M,) reference set (see
+            :func:`~tripletlab.functional.batch_all_triplet_loss`).
+        return_stats: also return a :class:`~tripletlab.functional.TripletStats`
+            (``num_active`` counts anchors).
+
+    Returns:
+        The loss (0-dim, or (B,) for ``"none"``), or ``(loss, stats)``. Exactly 0 with zero
+        gradients when no anchor has both a positive and a negative.
+
+    Example:
+        >>> x = torch.tensor([[0.0], [0.1], [0.2], [0.3]], requires_grad=True)
+        >>> loss = batch_hard_triplet_loss(x, torch.tensor([0, 0, 1, 1]), margin=0.2)
+        >>> loss.backward()
+        >>> round(float(loss), 4)
+        0.185
+    """
+    margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
+    batch = prepare_batch(embeddings, labels, metric, ref_embeddings, ref_labels)
+    valid = (batch.num_positives > 0) & (batch.num_negatives > 0)
+    if batch.k == 0 or batch.num_columns == 0:
+        per_anchor, _ = empty_batch_terms(batch)
+    else:
+        d_ap = hardest_positive_distance(batch)
+        d_an = batch.distances.gather(1, hardest_negative_index(batch)[:, None]).squeeze(1)
+        per_anchor = torch.where(valid, smooth_hinge(d_ap - d_an + margin, smoothing), 0)
+    num_terms = valid.sum()
+    num_active = (per_anchor.detach() > 0).sum()
+    if reduction == "none":
+        loss = per_anchor
+    else:
+        loss = reduce_total(per_anchor.sum(), num_terms, num_active, reduction)
+    if not return_stats:
+        return loss
+    return loss, batch_stats(batch, margin, num_active, num_terms)
+
+
+def hardest_positive_distance(batch: BatchInput) -> Tensor:
+    """(B,) largest D(a, p) over each anchor's positives (−inf without one), differentiable."""
+    d_ap = batch.distances.gather(1, batch.positives)
+    return torch.where(batch.positive_mask, d_ap, -math.inf).max(1).values
+
+
+def hardest_negative_index(batch: BatchInput) -> Tensor:
+    """(B,) column of each anchor's closest negative (arbitrary for anchors without one)."""
+    with torch.no_grad():
+        masked = batch.distances.detach().clone()
+        batch.fill_excluded_(masked, math.inf)
+        return masked.argmin(1)
+
+
+def easiest_negative_index(batch: BatchInput) -> Tensor:
+    """(B,) column of each anchor's farthest negative (arbitrary for anchors without one)."""
+    with torch.no_grad():
+        masked = batch.distances.detach().clone()
+        batch.fill_excluded_(masked, -math.inf)
+        return masked.argmax(1)

@@ -1,0 +1,155 @@
+"""Semi-hard triplet loss (FaceNet): per anchor–positive pair, the closest farther negative.
+
+For every valid pair (a, p) the negative is n* = argmin { D(a, n) : D(a, n) > D(a, p) } — the
+closest negative that is still farther than the positive — and the pair's loss is
+h(d_ap − d_an* + m). When no negative is farther than the positive, ``fallback`` decides:
+``"hardest"`` (the closest negative of the anchor), ``"easiest"`` (the farthest one, as
+TF-Addons' ``triplet_semihard_loss``), or ``"skip"`` (the pair is left out).
+
+O(B² log K) time and O(B²) memory by bucketing: per anchor sort its K values d_ap; one
+``searchsorted`` puts every negative in the bucket r = #{d_ap < d_an}; a per-bucket minimum
+(``scatter_reduce`` amin) followed by a suffix minimum over buckets gives, for the i-th
+smallest d_ap, the closest negative among buckets r > i. The gradient flows through gathers
+of the selected distances only.
+
+This is FaceNet's definition (one negative per pair). pytorch-metric-learning's
+``TripletMarginMiner("semihard")`` differs: it keeps *every* triplet with
+0 < d_an − d_ap ≤ m.
+
+Reference: Schroff, Kalenichenko & Philbin 2015, "FaceNet: A Unified Embedding for Face
+Recognition and Clustering", §3.2.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from tripletlab.functional._batch_input import (
+    DEFAULT_MEMORY_BUDGET,
+    BatchInput,
+    check_batch_arguments,
+    empty_batch_terms,
+    prepare_batch,
+    row_chunks,
+)
+from tripletlab.functional._validation import check_choice
+from tripletlab.functional.batch_hard import easiest_negative_index
+from tripletlab.functional.reductions import REDUCTIONS, reduce_total
+from tripletlab.functional.smoothing import smooth_hinge
+from tripletlab.functional.triplet_types import TripletStats, batch_stats
+
+FALLBACKS: tuple[str, ...] = ("hardest", "easiest", "skip")
+
+
+def batch_semi_hard_triplet_loss(
+    embeddings: Tensor,
+    labels: Tensor,
+    margin: float = 0.2,
+    metric: str = "sqeuclidean",
+    smoothing: float | None = None,
+    fallback: str = "hardest",
+    reduction: str = "mean",
+    ref_embeddings: Tensor | None = None,
+    ref_labels: Tensor | None = None,
+    return_stats: bool = False,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> Tensor | tuple[Tensor, TripletStats]:
+    """FaceNet's semi-hard triplet loss over every anchor–positive pair of the batch.
+
+    Args:
+        embeddings: (B, D) floating tensor (float16/bfloat16 are computed in float32).
+        labels: (B,) integer labels.
+        margin: m ≥ 0.
+        metric: ``"sqeuclidean"`` (default, FaceNet), ``"euclidean"`` or ``"cosine"``.
+        smoothing: None or 0 for the hinge; μ > 0 for ``μ·softplus(x/μ)``.
+        fallback: negative for pairs without a semi-hard one: ``"hardest"`` (default),
+            ``"easiest"`` (TF-Addons) or ``"skip"``.
+        reduction: ``"mean"`` (default, over the pairs that have a negative, as TF-Addons),
+            ``"mean_active"`` (pairs with loss > 0), ``"sum"``, or ``"none"`` ((B,): each
+            anchor's sum over its pairs).
+        ref_embeddings, ref_labels: optional (M, D) / (M,) reference set.
+        return_stats: also return a :class:`~tripletlab.functional.TripletStats`
+            (``num_active`` counts pairs).
+        memory_budget: bytes the temporaries may take at once; the result does not depend on it.
+
+    Returns:
+        The loss (0-dim, or (B,) for ``"none"``), or ``(loss, stats)``; exactly 0 with zero
+        gradients when there is no valid pair.
+
+    Example:
+        >>> x = torch.tensor([[0.0], [0.1], [0.2], [0.3]], requires_grad=True)
+        >>> loss = batch_semi_hard_triplet_loss(x, torch.tensor([0, 0, 1, 1]), margin=0.2)
+        >>> loss.backward()
+        >>> round(float(loss), 4)
+        0.17
+    """
+    margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
+    check_choice(fallback, "fallback", FALLBACKS)
+    batch = prepare_batch(embeddings, labels, metric, ref_embeddings, ref_labels)
+    if batch.k == 0 or batch.num_columns == 0:
+        per_anchor, _ = empty_batch_terms(batch)
+        pair_valid = batch.positive_mask
+        values = per_anchor[:, None]
+    else:
+        columns, found, hardest = semi_hard_negative_index(batch, memory_budget)
+        other = easiest_negative_index(batch) if fallback == "easiest" else hardest
+        columns = torch.where(found, columns, other[:, None])
+        pair_valid = batch.positive_mask & (batch.num_negatives > 0)[:, None]
+        if fallback == "skip":
+            pair_valid = pair_valid & found
+        d_ap = batch.distances.gather(1, batch.positives)
+        d_an = batch.distances.gather(1, columns)
+        values = torch.where(pair_valid, smooth_hinge(d_ap - d_an + margin, smoothing), 0)
+        per_anchor = values.sum(1)
+    num_terms = pair_valid.sum()
+    num_active = ((values.detach() > 0) & pair_valid).sum()
+    if reduction == "none":
+        loss = per_anchor
+    else:
+        loss = reduce_total(per_anchor.sum(), num_terms, num_active, reduction)
+    if not return_stats:
+        return loss
+    return loss, batch_stats(batch, margin, num_active, num_terms, memory_budget)
+
+
+def semi_hard_negative_index(
+    batch: BatchInput, memory_budget: int = DEFAULT_MEMORY_BUDGET
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Columns of the semi-hard negative of every (anchor, positive slot), by bucketing.
+
+    Returns:
+        ``(columns, found, hardest)``: (B, K) int64 columns aligned with ``batch.positives``,
+        a (B, K) bool mask of the slots that have a negative farther than the positive, and
+        (B,) the closest negative of each anchor (a valid column index even without one).
+    """
+    with torch.no_grad():
+        d = batch.distances.detach()
+        n_anchor, n_col = d.shape
+        k = batch.k
+        inf = torch.tensor(math.inf, dtype=d.dtype, device=d.device)
+        d_ap = torch.where(batch.positive_mask, d.gather(1, batch.positives), inf)
+        lower, order = d_ap.sort(dim=1)
+        bucket_min = torch.full((n_anchor, k + 1), math.inf, dtype=d.dtype, device=d.device)
+        bucket_col = torch.full((n_anchor, k + 1), n_col, dtype=torch.long, device=d.device)
+        column_ids = torch.arange(n_col, device=d.device)
+        for rows in row_chunks(n_anchor, 40 * max(1, n_col), memory_budget):
+            values = batch.fill_excluded_(d[rows].clone(), math.inf, rows)
+            # bucket r = #{d_ap < d_an}: farther than the r smallest positives
+            bucket = torch.searchsorted(lower[rows].contiguous(), values, right=False)
+            mins = bucket_min[rows].scatter_reduce_(1, bucket, values, "amin")
+            is_min = (values == mins.gather(1, bucket)) & torch.isfinite(values)
+            candidates = torch.where(is_min, column_ids, n_col)
+            bucket_col[rows].scatter_reduce_(1, bucket, candidates, "amin")
+        # suffix minimum over buckets r ≥ j (flip, cumulative min, flip back)
+        suffix_val, suffix_idx = torch.cummin(bucket_min.flip(1), dim=1)
+        suffix_val = suffix_val.flip(1)
+        suffix_bucket = k - suffix_idx.flip(1)
+        suffix_col = bucket_col.gather(1, suffix_bucket).clamp_max(max(n_col - 1, 0))
+        # the i-th smallest positive takes the best negative of buckets r ≥ i + 1
+        found_sorted = torch.isfinite(suffix_val[:, 1:])
+        columns = torch.empty_like(batch.positives).scatter_(1, order, suffix_col[:, 1:])
+        found = torch.empty_like(batch.positive_mask).scatter_(1, order, found_sorted)
+        return columns, found & batch.positive_mask, suffix_col[:, 0]
