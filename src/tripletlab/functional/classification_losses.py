@@ -27,8 +27,8 @@ def cross_entropy(
 
     Args:
         input: (N, C) class probabilities, rows summing to 1 (``from_logits=False``, the
-            lecture's form) or raw
-            scores (``from_logits=True``: ``p = softmax(input)``, computed as log-softmax).
+            lecture's form) or raw scores (``from_logits=True``: ``p = softmax(input)``,
+            computed as a log-softmax).
         target: (N,) integer class indices, or (N, C) floating one-hot / soft labels.
         from_logits: whether ``input`` holds logits.
         base: logarithm base (``2`` gives bits, as in the lecture; default e, nats).
