@@ -71,6 +71,26 @@ def _single_process_reference():
     return loss.detach(), model.weight.grad.clone(), model.bias.grad.clone()
 
 
+def _library_losses():
+    """The library's batch losses, each with a non-default reduction where it matters."""
+    from functools import partial
+
+    from tripletlab.functional import (
+        batch_all_triplet_loss,
+        batch_hard_triplet_loss,
+        batch_semi_hard_triplet_loss,
+    )
+
+    return {
+        "batch_all_mean_active": partial(batch_all_triplet_loss, margin=MARGIN),
+        "batch_all_smooth_mean": partial(
+            batch_all_triplet_loss, margin=MARGIN, smoothing=0.3, reduction="mean"
+        ),
+        "batch_hard": partial(batch_hard_triplet_loss, margin=MARGIN),
+        "batch_semi_hard": partial(batch_semi_hard_triplet_loss, margin=MARGIN),
+    }
+
+
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
     tdist.init_distributed(
         "gloo", timeout_s=30, rank=rank, world_size=WORLD, init_method=f"file://{init_file}"
@@ -94,8 +114,17 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
             _partial_batch_all, x, labels[local], scale_by_world_size=False
         )
         unscaled.backward()
+        _uneven_gather(rank, out_dir)
+        library = {}
+        for name, loss_fn in _library_losses().items():
+            _, _, model3 = _data()
+            ddp3 = torch.nn.parallel.DistributedDataParallel(model3)
+            value = tdist.global_batch_loss(loss_fn, ddp3(inputs[local]), labels[local])
+            value.backward()
+            library[name] = [value.detach(), model3.weight.grad, model3.bias.grad]
         torch.save(
             {
+                "library": library,
                 "global_loss": tdist.global_mean(loss),
                 "summed_unscaled": tdist.all_reduce_sum(unscaled.detach()),
                 "weight_grad": model.weight.grad,
@@ -111,8 +140,10 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         tdist.destroy_distributed()
 
 
-def test_two_gloo_processes_equal_one_process_on_the_concatenated_batch(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
+def test_two_gloo_processes_equal_one_process_on_the_concatenated_batch(
+    two_rank_results: Path,
+) -> None:
+    tmp_path = two_rank_results
     loss, weight_grad, bias_grad = _single_process_reference()
 
     inputs, labels, model = _data()
@@ -130,38 +161,49 @@ def test_two_gloo_processes_equal_one_process_on_the_concatenated_batch(tmp_path
         torch.testing.assert_close(result["full_loss"], loss, rtol=0, atol=1e-6)
         torch.testing.assert_close(result["full_weight_grad"], weight_grad, rtol=0, atol=1e-6)
         torch.testing.assert_close(result["full_bias_grad"], bias_grad, rtol=0, atol=1e-6)
+        for name, loss_fn in _library_losses().items():
+            _, _, model = _data()
+            want = loss_fn(model(inputs), labels)
+            want.backward()
+            assert want > 0, name
+            got_loss, got_w, got_b = result["library"][name]
+            torch.testing.assert_close(got_loss, want.detach(), rtol=0, atol=1e-6)
+            torch.testing.assert_close(got_w, model.weight.grad, rtol=0, atol=1e-6)
+            torch.testing.assert_close(got_b, model.bias.grad, rtol=0, atol=1e-6)
         local = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
         torch.testing.assert_close(result["embedding_grad"], emb.grad[local], rtol=0, atol=1e-6)
         # the cross-rank terms are there: a gather without gradient would miss them
         assert result["embedding_grad"].abs().sum() > 0
 
 
-def _uneven_worker(rank: int, init_file: str, out_dir: str) -> None:
-    tdist.init_distributed(
-        "gloo", timeout_s=30, rank=rank, world_size=WORLD, init_method=f"file://{init_file}"
+def _uneven_gather(rank: int, out_dir: str) -> None:
+    x = torch.full((rank + 2, 3), float(rank), requires_grad=True)
+    batch = tdist.gather_batch(x, torch.arange(rank + 2) + 10 * rank)
+    weights = torch.arange(len(batch.embeddings), dtype=torch.float32)[:, None]
+    (batch.embeddings * weights).sum().backward()
+    torch.save(
+        {
+            "embeddings": batch.embeddings.detach(),
+            "labels": batch.labels,
+            "offset": batch.offset,
+            "grad": x.grad,
+        },
+        os.path.join(out_dir, f"uneven{rank}.pt"),
     )
-    try:
-        x = torch.full((rank + 2, 3), float(rank), requires_grad=True)
-        batch = tdist.gather_batch(x, torch.arange(rank + 2) + 10 * rank)
-        weights = torch.arange(len(batch.embeddings), dtype=torch.float32)[:, None]
-        (batch.embeddings * weights).sum().backward()
-        torch.save(
-            {
-                "embeddings": batch.embeddings.detach(),
-                "labels": batch.labels,
-                "offset": batch.offset,
-                "grad": x.grad,
-            },
-            os.path.join(out_dir, f"uneven{rank}.pt"),
-        )
-    finally:
-        tdist.destroy_distributed()
+
+
+@pytest.fixture(scope="module")
+def two_rank_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One 2-process run (process start-up dominates the cost) shared by the tests below."""
+    out = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_worker, args=(str(out / "init"), str(out)), nprocs=WORLD, join=True)
+    return out
 
 
 def test_gather_handles_uneven_batches_and_routes_gradients_to_their_owner(
-    tmp_path: Path,
+    two_rank_results: Path,
 ) -> None:
-    mp.spawn(_uneven_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD)
+    tmp_path = two_rank_results
     r0 = torch.load(tmp_path / "uneven0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "uneven1.pt", weights_only=True)
     expected = torch.cat([torch.zeros(2, 3), torch.ones(3, 3)])
@@ -176,7 +218,7 @@ def test_gather_handles_uneven_batches_and_routes_gradients_to_their_owner(
 
 def _failing_worker(rank: int, init_file: str, out_dir: str, mode: str) -> None:
     tdist.init_distributed(
-        "gloo", timeout_s=3, rank=rank, world_size=WORLD, init_method=f"file://{init_file}"
+        "gloo", timeout_s=2, rank=rank, world_size=WORLD, init_method=f"file://{init_file}"
     )
     if rank == 1:
         if mode == "dies":
