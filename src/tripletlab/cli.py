@@ -93,7 +93,7 @@ def _print_metrics(title: str, metrics: dict, baseline: dict) -> None:
 )
 @click.option(
     "--split",
-    type=click.Choice(["stratified", "held-out-classes"]),
+    type=click.Choice(["stratified", "held-out-classes", "official"]),
     help="Test split protocol [default: stratified].",
 )
 @click.option("--max-samples", type=int, help="Use a seeded stratified subset of this size.")
@@ -184,6 +184,148 @@ def embed_command(run: str, input_path: str, output: str) -> None:
 
     n, dim = embed_file(run, input_path, output)
     click.echo(f"wrote {n} × {dim} embeddings to {output}")
+
+
+# --- lab: the optimisation lab (tripletlab.lab; issue 5) ----------------------------------
+
+
+def _float_list(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _str_list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+@main.group("lab")
+def lab_group() -> None:
+    """The optimisation lab: gradient descent on the triplet loss of a linear embedding."""
+
+
+@lab_group.command("surface")
+@click.option("--seed", default=1, show_default=True, help="Seed of the triplet draw.")
+@click.option("--alpha", "alphas", default="0,0.1", show_default=True, help="Margins (rows).")
+@click.option(
+    "--mu",
+    "mus",
+    default="0,0.1,1",
+    show_default=True,
+    help="Smoothings (columns); 0 is the hinge.",
+)
+@click.option("--grid", default=100, show_default=True, help="Grid points per axis.")
+@click.option("--extent", default=2.0, show_default=True, help="w ranges over [-extent, extent]².")
+@click.option("--out", default="lab-out/surface", show_default=True, help="Output folder.")
+def lab_surface_command(
+    seed: int, alphas: str, mus: str, grid: int, extent: float, out: str
+) -> None:
+    """Figure 1: loss surfaces of one random 2-d triplet (PNG, CSV, JSON, summary.md)."""
+    from tripletlab.lab.experiments import surface_experiment
+    from tripletlab.lab.outputs import write_surface
+
+    result = surface_experiment(seed, _float_list(alphas), _float_list(mus), grid, extent)
+    for path in write_surface(result, out):
+        click.echo(f"wrote {path}")
+
+
+@lab_group.command("descent")
+@click.option("--seed", default=0, show_default=True, help="Seed of the instance (and SGD).")
+@click.option(
+    "--data",
+    default="seed",
+    show_default=True,
+    type=click.Choice(["seed", "gaussian", "digits"]),
+    help="seed: the seed's one-triplet draw; gaussian / digits: n labelled triplets.",
+)
+@click.option("--m", default=2, show_default=True, help="Input dimension (seed, gaussian).")
+@click.option("--d", default=1, show_default=True, help="Embedding dimension (rows of A).")
+@click.option("--n", default=1, show_default=True, help="Number of triplets.")
+@click.option("--alpha", default=0.0, show_default=True, help="Margin α.")
+@click.option("--mu", default=1.0, show_default=True, help="Smoothing μ (0: hinge).")
+@click.option(
+    "--rules",
+    default="mg,mf,eta_hat",
+    show_default=True,
+    help="Comma-separated: mg, mf, mf_corrected, eta_hat, eta_hat_safe, constant, "
+    "inv_sqrt, armijo, exact, nesterov, sgd.",
+)
+@click.option("--iterations", default=20, show_default=True, help="Iterations per rule.")
+@click.option(
+    "--lr", default=0.1, show_default=True, help="Step of constant/inv_sqrt/nesterov/sgd."
+)
+@click.option("--batch-size", default=32, show_default=True, help="SGD mini-batch (triplets).")
+@click.option("--floor", default=1e-8, show_default=True, help="Safeguarded η̂: floor on q.")
+@click.option("--tol", default=1e-6, show_default=True, help="Target f ≤ tol.")
+@click.option("--horizon", type=int, help="Iteration at which f is quoted [default: all].")
+@click.option("--out", default="lab-out/descent", show_default=True, help="Output folder.")
+def lab_descent_command(rules: str, lr: float, floor: float, out: str, **kwargs: Any) -> None:
+    """Figure 2 and beyond: run step rules from one w⁰, record every curve and the true local
+    smoothness against the seed's bounds (PNG, CSV, JSON, summary.md)."""
+    from tripletlab.lab.experiments import descent_experiment
+    from tripletlab.lab.outputs import write_descent
+    from tripletlab.lab.step_rules import StepSettings
+
+    settings = StepSettings(lr=lr, floor=floor)
+    result = descent_experiment(rules=_str_list(rules), settings=settings, **kwargs)
+    for path in write_descent(result, out):
+        click.echo(f"wrote {path}")
+
+
+@lab_group.command("sweep")
+@click.option("--seeds", default=1000, show_default=True, help="Number of seeds (instances).")
+@click.option("--first-seed", default=0, show_default=True, help="First seed.")
+@click.option("--dims", default="2,5,10,50", show_default=True, help="Dimensions m.")
+@click.option("--alpha", default=0.0, show_default=True, help="Margin α.")
+@click.option("--mu", default=1.0, show_default=True, help="Smoothing μ (0: hinge).")
+@click.option(
+    "--rules",
+    default="mg,mf,mf_corrected,eta_hat,eta_hat_safe,constant,inv_sqrt,armijo,exact,nesterov",
+    show_default=True,
+    help="Comma-separated step rules.",
+)
+@click.option("--iterations", default=100, show_default=True, help="Iteration budget T.")
+@click.option("--lr", default=1.0, show_default=True, help="Step of constant/inv_sqrt/nesterov.")
+@click.option("--tol", default=1e-6, show_default=True, help="Target f ≤ tol.")
+@click.option("--out", default="lab-out/sweep", show_default=True, help="Output folder.")
+def lab_sweep_command(
+    seeds: int,
+    first_seed: int,
+    dims: str,
+    alpha: float,
+    mu: float,
+    rules: str,
+    iterations: int,
+    lr: float,
+    tol: float,
+    out: str,
+) -> None:
+    """Many random instances: per rule and dimension, the fraction reaching f ≤ tol, iterations,
+    divergences and bound violations (PNG, CSV, JSON, summary.md)."""
+    from tripletlab.lab.experiments import sweep_experiment
+    from tripletlab.lab.outputs import write_sweep
+    from tripletlab.lab.step_rules import StepSettings
+
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1; got {seeds}")
+    result = sweep_experiment(
+        seeds,
+        _int_list(dims),
+        alpha,
+        mu,
+        _str_list(rules),
+        iterations,
+        tol,
+        StepSettings(lr=lr),
+        first_seed,
+    )
+    for path in write_sweep(result, out):
+        click.echo(f"wrote {path}")
+
+
+# --- end of lab section ---------------------------------------------------------------------
 
 
 if __name__ == "__main__":  # pragma: no cover
