@@ -10,8 +10,11 @@ Conventions every backend follows:
 
 * distances are in the chosen metric (``"sqeuclidean"``, ``"euclidean"``, ``"cosine"``);
   the ranking is the same for ``"sqeuclidean"`` and ``"euclidean"``;
-* each row of the result is sorted by ascending distance, ties broken by ascending
-  reference index (a stable order, so results do not depend on chunking or threads);
+* each row of the result is sorted by ascending distance, ties (equal computed distances,
+  e.g. duplicate references) broken by ascending reference index — a stable order, so
+  results do not depend on the chunk size or the number of threads. Distances that are
+  equal in exact arithmetic may differ in their last float bits (rounding of the GEMM
+  form), and are then ordered by those bits;
 * ``exclude[i]`` (a reference index, or −1 for none) is never returned for query ``i``:
   this is how a query is left out of its own neighbours when the queries are the
   references (``references=None`` does it automatically).

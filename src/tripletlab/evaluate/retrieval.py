@@ -19,7 +19,7 @@ no defined R-precision and are left out of every average, as PML does; their num
 reported as ``n_lone_queries``.
 
 All metrics come from ONE kNN search with k = max(max R, max ks, knn_k), processed in
-query chunks whose neighbour lists are reduced to per-metric sums at once, so the
+query chunks whose neighbour lists are reduced to per-query scores at once, so the
 (queries × k) neighbour matrix is never held whole: memory stays bounded even for
 70,000 queries with R = 7,000.
 """
@@ -105,7 +105,7 @@ def retrieval_metrics(
         return result
 
     k_search = min(eligible, max(int(relevant_counts.max()), max(ks), knn_k))
-    sums = dict.fromkeys(names, 0.0)
+    per_query = {name: torch.empty(n_queries, dtype=torch.float64) for name in names}
     rows = max(1, memory_budget_bytes // (16 * len(references) + 48 * k_search))
     query_ids = answerable.nonzero().squeeze(1)
     queries = embeddings if n_queries == len(embeddings) else embeddings[query_ids]
@@ -120,40 +120,39 @@ def retrieval_metrics(
     )
     for start, found in chunks:
         ids = query_ids[start : start + len(found.indices)]
-        chunk_sums = _chunk_sums(
+        scores = _chunk_scores(
             reference_labels[found.indices.to(labels.device)],
             labels[ids],
             relevant_counts[ids],
             ks,
             min(knn_k, k_search),
         )
-        for name, value in chunk_sums.items():
-            sums[name] += value
-    result.update({name: sums[name] / n_queries for name in names})
+        for name, value in scores.items():
+            per_query[name][start : start + len(ids)] = value.cpu()
+    # One mean over all per-query scores: the result does not depend on the chunking.
+    result.update({name: float(per_query[name].mean()) for name in names})
     return result
 
 
-def _chunk_sums(
+def _chunk_scores(
     neighbour_labels: Tensor, query_labels: Tensor, r: Tensor, ks: tuple[int, ...], knn_k: int
-) -> dict[str, float]:
-    """Per-metric sums over one chunk of queries (neighbour_labels: (C, k) sorted lists)."""
+) -> dict[str, Tensor]:
+    """Per-query float64 scores of one chunk (neighbour_labels: (C, k) sorted lists)."""
     k = neighbour_labels.shape[1]
     match = neighbour_labels == query_labels[:, None]
-    sums = {"precision_at_1": float(match[:, 0].sum())}
+    scores = {"precision_at_1": match[:, 0].double()}
     for kk in ks:
-        sums[f"recall_at_{kk}"] = float(match[:, : min(kk, k)].any(dim=1).sum())
+        scores[f"recall_at_{kk}"] = match[:, : min(kk, k)].any(dim=1).double()
     ranks = torch.arange(1, k + 1, device=match.device)
     relevant = match & (ranks[None, :] <= r[:, None])
-    hits = relevant.sum(dim=1, dtype=torch.float64)
-    sums["r_precision"] = float((hits / r).sum())
+    scores["r_precision"] = relevant.sum(dim=1, dtype=torch.float64) / r
     precision_at_hits = relevant.cumsum(dim=1, dtype=torch.float64)
     precision_at_hits.mul_(relevant).div_(ranks.to(torch.float64))
-    sums["map_at_r"] = float((precision_at_hits.sum(dim=1) / r).sum())
+    scores["map_at_r"] = precision_at_hits.sum(dim=1) / r
     del precision_at_hits
-    sums["knn_accuracy"] = float(
-        (_majority_vote(neighbour_labels[:, :knn_k]) == query_labels).sum()
-    )
-    return sums
+    votes = _majority_vote(neighbour_labels[:, :knn_k])
+    scores["knn_accuracy"] = (votes == query_labels).double()
+    return scores
 
 
 def _majority_vote(neighbour_labels: Tensor) -> Tensor:

@@ -1,0 +1,138 @@
+"""TorchKNN against a brute-force stable sort: every metric, dtype, chunk size, exclusion, tie."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from retrieval_reference import naive_knn
+from tripletlab.evaluate import KNNBackend, KNNResult, TorchKNN, iter_knn
+
+METRICS = ("sqeuclidean", "euclidean", "cosine")
+
+
+def _data(n: int, m: int, d: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g), torch.randn(m, d, generator=g)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("budget", [1, 5_000, 2**29])
+def test_matches_brute_force_with_separate_references(metric, dtype, budget):
+    queries, references = _data(37, 53, 6)
+    found = TorchKNN(memory_budget_bytes=budget).search(
+        queries.to(dtype), 9, references.to(dtype), metric=metric
+    )
+    distances, indices = naive_knn(queries, references, 9, metric)
+    assert found.indices.dtype == torch.int64 and found.distances.dtype == dtype
+    assert torch.equal(found.indices, indices)
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(found.distances.double(), distances, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_self_search_excludes_each_query(metric):
+    x, _ = _data(40, 1, 5, seed=1)
+    found = TorchKNN(memory_budget_bytes=3_000).search(x, 39, metric=metric)
+    _, indices = naive_knn(x, None, 39, metric)
+    assert torch.equal(found.indices, indices)
+    assert not (found.indices == torch.arange(40)[:, None]).any()
+
+
+def test_ties_are_broken_by_reference_index_whatever_the_chunking():
+    # Each point four times: duplicates have exactly equal computed distances to any query.
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(15, 3, generator=g).repeat(4, 1)
+    expected = naive_knn(x, None, 20, "sqeuclidean")[1]
+    for budget in (1, 10_000, 2**30):
+        found = TorchKNN(memory_budget_bytes=budget).search(x, 20)
+        assert torch.equal(found.indices, expected)
+        assert torch.equal(found.indices[:, :3], expected[:, :3])  # the 3 copies, by index
+
+
+def test_duplicate_of_the_query_is_kept_but_the_query_is_not():
+    x = torch.tensor([[0.0, 0.0], [0.0, 0.0], [5.0, 5.0]])
+    found = TorchKNN().search(x, 2)
+    assert found.indices.tolist() == [[1, 2], [0, 2], [0, 1]]
+    assert found.distances[:, 0].tolist()[:2] == [0.0, 0.0]
+
+
+def test_explicit_exclude_with_minus_one_meaning_none():
+    x, refs = _data(4, 10, 3, seed=3)
+    plain = TorchKNN().search(x, 3, refs)
+    exclude = torch.tensor([-1, int(plain.indices[1, 0]), -1, int(plain.indices[3, 1])])
+    found = TorchKNN().search(x, 3, refs, exclude=exclude)
+    assert torch.equal(found.indices[0], plain.indices[0])
+    assert int(plain.indices[1, 0]) not in found.indices[1].tolist()
+    assert int(plain.indices[3, 1]) not in found.indices[3].tolist()
+
+
+def test_large_offsets_keep_the_ranking():
+    x, refs = _data(20, 30, 4, seed=4)
+    shift = 1e4
+    found = TorchKNN().search(x + shift, 5, refs + shift)
+    assert torch.equal(found.indices, naive_knn(x, refs, 5, "sqeuclidean")[1])
+
+
+def test_iter_search_chunks_reassemble_to_search():
+    x, refs = _data(25, 40, 3, seed=5)
+    knn = TorchKNN()
+    whole = knn.search(x, 4, refs)
+    starts, parts = zip(*knn.iter_search(x, 4, refs, rows=7), strict=True)
+    assert list(starts) == [0, 7, 14, 21]
+    assert torch.equal(torch.cat([p.indices for p in parts]), whole.indices)
+
+
+def test_iter_knn_uses_search_for_backends_without_iter_search():
+    class SearchOnly:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def search(self, queries, k, references=None, *, metric="sqeuclidean", exclude=None):
+            self.calls += 1
+            return TorchKNN().search(queries, k, references, metric=metric, exclude=exclude)
+
+    backend = SearchOnly()
+    assert isinstance(backend, KNNBackend)
+    x, _ = _data(10, 1, 3, seed=6)
+    chunks = list(iter_knn(backend, x, 3, rows=4))
+    assert backend.calls == 3
+    indices = torch.cat([c.indices for _, c in chunks])
+    assert torch.equal(indices, naive_knn(x, None, 3, "sqeuclidean")[1])
+
+
+def test_torchknn_satisfies_the_protocol_and_returns_a_named_tuple():
+    assert isinstance(TorchKNN(), KNNBackend)
+    result = TorchKNN().search(torch.randn(3, 2), 1)
+    assert isinstance(result, KNNResult) and result.indices.shape == (3, 1)
+
+
+def test_empty_queries_give_empty_results():
+    found = TorchKNN().search(torch.empty(0, 3), 2, torch.randn(5, 3))
+    assert found.indices.shape == (0, 2) and found.distances.shape == (0, 2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"k": 0}, ValueError, "k must be between 1"),
+        ({"k": 5}, ValueError, r"eligible references \(4\)"),
+        ({"k": 2.0}, TypeError, "k must be an int"),
+        ({"k": 1, "metric": "manhattan"}, ValueError, "metric must be one of"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        TorchKNN().search(torch.randn(5, 2), **kwargs)
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match="same dimension"):
+        TorchKNN().search(torch.randn(3, 2), 1, torch.randn(4, 3))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        TorchKNN().search(torch.tensor([[float("nan")], [1.0]]), 1)
+    with pytest.raises(ValueError, match="exclude values"):
+        TorchKNN().search(torch.randn(2, 2), 1, torch.randn(3, 2), exclude=torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="memory_budget_bytes"):
+        TorchKNN(memory_budget_bytes=0)
