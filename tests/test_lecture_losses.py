@@ -402,3 +402,17 @@ def test_regression_losses_are_nonnegative_and_ordered(n, scale, delta, seed):
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_regression_losses_return_the_input_dtype(dtype):
+    pred, target = residual_tensors(RESIDUALS_OUTLIER)
+    for fn, want in ((mae_loss, 24.0), (rmse_loss, math.sqrt(2030)), (huber_loss, 23.6)):
+        got = fn(pred.to(dtype), target.to(dtype))
+        assert got.dtype == dtype
+        assert got.item() == pytest.approx(want, rel=1e-2)
+    # squares are taken in float32: RMSE of 300 is exact in float16 although 300² = 90000 exceeds
+    # float16's maximum 65504 (the MSE itself, returned in float16, is inf)
+    big = torch.tensor([300.0], dtype=torch.float16)
+    assert mse_loss(big, torch.zeros_like(big), reduction="sum").item() == float("inf")
+    assert rmse_loss(big, torch.zeros_like(big)).item() == 300.0

@@ -5,6 +5,8 @@ With residuals ``r = pred − target``:
 * MSE  = mean(r²),  MAE = mean(|r|),  RMSE = √MSE,
 * Huber(δ) = ½r² where |r| ≤ δ, else δ·(|r| − ½δ)  (the lecture's form; quadratic near 0 like
   MSE, linear in the tails like MAE, so one outlier weighs δ·|r| instead of r²).
+
+float16/bfloat16 inputs are computed in float32 and the result is returned in the input dtype.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from tripletlab.functional._validation import check_choice, check_positive, check_same_shape
+from tripletlab.functional._validation import (
+    check_choice,
+    check_positive,
+    check_same_shape,
+    compute_dtype,
+)
 from tripletlab.functional.distances import safe_sqrt
 
 ElementReduction = Literal["mean", "sum", "none"]
@@ -29,7 +36,7 @@ def mse_loss(pred: Tensor, target: Tensor, reduction: ElementReduction = "mean")
         tensor(2.5000)
     """
     residual = _residual(pred, target, reduction)
-    return _reduce(residual.square(), reduction)
+    return _reduce(residual.square(), reduction).to(_out_dtype(pred, target))
 
 
 def mae_loss(pred: Tensor, target: Tensor, reduction: ElementReduction = "mean") -> Tensor:
@@ -40,7 +47,7 @@ def mae_loss(pred: Tensor, target: Tensor, reduction: ElementReduction = "mean")
         tensor(1.5000)
     """
     residual = _residual(pred, target, reduction)
-    return _reduce(residual.abs(), reduction)
+    return _reduce(residual.abs(), reduction).to(_out_dtype(pred, target))
 
 
 def rmse_loss(pred: Tensor, target: Tensor) -> Tensor:
@@ -54,7 +61,8 @@ def rmse_loss(pred: Tensor, target: Tensor) -> Tensor:
         tensor(3.5355)
     """
     residual = _residual(pred, target, "mean")
-    return safe_sqrt(residual.square().mean() if residual.numel() else residual.sum())
+    mean_square = residual.square().mean() if residual.numel() else residual.sum()
+    return safe_sqrt(mean_square).to(_out_dtype(pred, target))
 
 
 def huber_loss(
@@ -75,7 +83,9 @@ def huber_loss(
     magnitude = residual.abs()
     quadratic = 0.5 * residual.square()
     linear = delta * (magnitude - 0.5 * delta)
-    return _reduce(torch.where(magnitude <= delta, quadratic, linear), reduction)
+    return _reduce(torch.where(magnitude <= delta, quadratic, linear), reduction).to(
+        _out_dtype(pred, target)
+    )
 
 
 def _residual(pred: Tensor, target: Tensor, reduction: str) -> Tensor:
@@ -86,7 +96,8 @@ def _residual(pred: Tensor, target: Tensor, reduction: str) -> Tensor:
         if not t.is_floating_point():
             raise TypeError(f"{name} must be a floating-point tensor; got dtype {t.dtype}")
     check_same_shape(("pred", pred), ("target", target))
-    return pred - target
+    dtype = compute_dtype(pred, target)  # float16/bfloat16 are computed in float32
+    return pred.to(dtype) - target.to(dtype)
 
 
 def _reduce(values: Tensor, reduction: str) -> Tensor:
@@ -95,3 +106,7 @@ def _reduce(values: Tensor, reduction: str) -> Tensor:
     if reduction == "sum":
         return values.sum()
     return values.sum() / max(values.numel(), 1)
+
+
+def _out_dtype(pred: Tensor, target: Tensor) -> torch.dtype:
+    return torch.promote_types(pred.dtype, target.dtype)
