@@ -125,7 +125,7 @@ def batch_semi_hard_reference(
         for p in positives(a):
             if not neg:
                 continue
-            farther = [n for n in neg if float(d[a, n]) > float(d[a, p])]
+            farther = [n for n in neg if float(d[a, n].detach()) > float(d[a, p].detach())]
             if farther:
                 d_an = torch.stack([d[a, n] for n in farther]).min()
             elif fallback == "hardest":
@@ -158,3 +158,14 @@ def triplet_class_reference(
                 else:
                     counts["hard"] += 1
     return counts
+
+
+def random_batch(seed: int, n: int, n_classes: int, dim: int = 3, integer: bool = False):
+    """A small float64 batch; integer-valued embeddings make distance ties exact."""
+    g = torch.Generator().manual_seed(seed)
+    if integer:
+        x = torch.randint(-2, 3, (n, dim), generator=g).double()
+    else:
+        x = torch.randn(n, dim, generator=g, dtype=torch.float64)
+    y = torch.randint(0, max(1, n_classes), (n,), generator=g)
+    return x, y

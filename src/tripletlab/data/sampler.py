@@ -7,8 +7,10 @@ replacement (pytorch-metric-learning's ``MPerClassSampler`` does not cover the d
 
 1. each class's indices are shuffled and cut into ⌈n_c / K⌉ groups of sizes as equal as
    possible (each ≤ K): 9 samples with K = 4 give groups of 3, 3, 3 rather than 4, 4, 1, so
-   leftovers never become lone samples without a positive (a class with a single sample
-   still forms a group of one: it can serve only as a negative);
+   with K ≥ 3 leftovers never become lone samples without a positive (with K = 2 an odd
+   class keeps one group of one; a class with a single sample is always a group of one:
+   such a sample serves only as a negative). Groups never exceed K, so batches never
+   exceed P·K;
 2. batches are built greedily from P *distinct* classes, always those with the most groups
    left (ties broken by a random class order), which keeps P classes per batch for as long
    as possible; a batch therefore holds ≤ P·K samples, fewer when groups are short or when
