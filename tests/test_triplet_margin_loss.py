@@ -256,7 +256,7 @@ def test_properties(batch, metric, smoothing, reduction, margin_factor):
     if reduction != "none":
         again = triplet_margin_loss(a[perm], p[perm], n[perm], **kwargs, reduction=reduction)
         torch.testing.assert_close(
-            again, reduced.detach(), rtol=1e-5, atol=1e-6 * float(reduced.abs()) + 1e-30
+            again, reduced.detach(), rtol=1e-5, atol=1e-6 * float(reduced.detach().abs()) + 1e-30
         )
 
 
