@@ -239,3 +239,32 @@ def test_pml_triplet_margin_loss_conforms_with_squared_distance_and_mean_reducer
     # PML's LpDistance(power=2) builds the squared distance from the euclidean one, so its
     # gradient at distance 0 is as for the definition; the empty case returns 0.
     assert report.ok, report.failures
+
+
+# ----------------------------------------------------------------- docstring examples
+
+DOCUMENTED_MODULES = [
+    "tripletlab.functional.triplet",
+    "tripletlab.functional.contrastive",
+    "tripletlab.functional.regression_losses",
+    "tripletlab.functional.classification_losses",
+    "tripletlab.functional.similarity_losses",
+    "tripletlab.functional.activations",
+    "tripletlab.nn.losses",
+    "tripletlab.nn.activations",
+    "tripletlab.nn.networks",
+    "tripletlab.testing.explicit",
+]
+
+
+@pytest.mark.parametrize("module_name", DOCUMENTED_MODULES)
+def test_docstring_examples_run(module_name):
+    import doctest
+    import importlib
+
+    module = importlib.import_module(module_name)
+    torch.manual_seed(0)
+    result = doctest.testmod(
+        module, extraglobs={"torch": torch}, optionflags=doctest.NORMALIZE_WHITESPACE
+    )
+    assert result.attempted > 0 and result.failed == 0

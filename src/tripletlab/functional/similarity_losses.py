@@ -26,7 +26,9 @@ def cosine_loss(x: Tensor, y: Tensor, reduction: ElementReduction = "mean") -> T
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` ((N,) per row).
 
     Example:
-        >>> cosine_loss(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), torch.tensor([[2.0, 0.0], [0.0, 1.0]]))
+        >>> import torch
+        >>> x = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+        >>> cosine_loss(x, torch.tensor([[2.0, 0.0], [0.0, 1.0]]))
         tensor(0.5000)
     """
     check_choice(reduction, "reduction", ELEMENT_REDUCTIONS)

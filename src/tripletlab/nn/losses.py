@@ -35,6 +35,7 @@ class TripletMarginLoss(nn.Module):
         anchor, positive, negative: (N, D) floating tensors (one shared network's output).
 
     Example:
+        >>> import torch
         >>> loss = TripletMarginLoss(margin=0.2)
         >>> a, p, n = torch.randn(3, 8, 16).unbind(0)
         >>> loss(a, p, n).shape
@@ -79,6 +80,7 @@ class ContrastiveLoss(nn.Module):
     See :func:`tripletlab.functional.contrastive_loss`.
 
     Example:
+        >>> import torch
         >>> loss = ContrastiveLoss(margin=1.0)
         >>> loss(torch.zeros(2, 3), torch.ones(2, 3), torch.tensor([1, 0]))
         tensor(1.5000)
@@ -122,6 +124,7 @@ class BatchContrastiveLoss(ContrastiveLoss):
     call returns ``(loss, stats)`` (pair counts and the active fraction, 0-dim tensors).
 
     Example:
+        >>> import torch
         >>> loss = BatchContrastiveLoss(margin=1.0)
         >>> loss(torch.randn(8, 4), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])).shape
         torch.Size([])
