@@ -178,7 +178,9 @@ def _repeated_twice(once: Tensor, reduction: str) -> Tensor:
     return 2 * once if reduction == "sum" else once
 
 
-def _grads(fn: Callable[..., Tensor], inputs: tuple[Tensor, ...], *rest) -> tuple[Tensor, Tensor]:
+def _grads(
+    fn: Callable[..., Tensor], inputs: tuple[Tensor, ...], *rest: Tensor
+) -> tuple[Tensor, tuple[Tensor, ...]]:
     leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
     out = fn(*leaves, *rest)
     out.sum().backward()
@@ -186,6 +188,10 @@ def _grads(fn: Callable[..., Tensor], inputs: tuple[Tensor, ...], *rest) -> tupl
     return out.detach(), tuple(
         x.grad if x.grad is not None else z for x, z in zip(leaves, zero, strict=True)
     )
+
+
+def _label(fn: object, name: str | None) -> str:
+    return name or str(getattr(fn, "__name__", type(fn).__name__))
 
 
 def _resolve_metric(metric: str | None, squared: bool | None) -> str:
@@ -258,7 +264,7 @@ def check_triplet_loss(
         True
     """
     metric = _resolve_metric(metric, squared)
-    suite = _Suite(name or getattr(fn, "__name__", type(fn).__name__), atol, rtol)
+    suite = _Suite(_label(fn, name), atol, rtol)
     g = torch.Generator().manual_seed(seed)
     a, p, n = _random_triplets(g, 24, dim, dtype, margin, metric)
     want_values = triplet_definition(a, p, n, margin, metric, smoothing)
@@ -372,7 +378,7 @@ def check_pair_loss(
         >>> check_pair_loss(contrastive_loss).ok
         True
     """
-    suite = _Suite(name or getattr(fn, "__name__", type(fn).__name__), atol, rtol)
+    suite = _Suite(_label(fn, name), atol, rtol)
     g = torch.Generator().manual_seed(seed)
     count = 24
     x1 = torch.randn(count, dim, generator=g, dtype=dtype)
