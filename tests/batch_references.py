@@ -161,10 +161,17 @@ def triplet_class_reference(
 
 
 def random_batch(seed: int, n: int, n_classes: int, dim: int = 3, integer: bool = False):
-    """A small float64 batch; integer-valued embeddings make distance ties exact."""
+    """A small float64 batch; integer-valued embeddings make distance ties exact.
+
+    Integer batches are symmetric (v and −v, plus 0 when n is odd, shuffled) so that their
+    mean is exactly 0: pairwise_distances centres the batch on its mean before the GEMM, and
+    a non-integer mean would round the distances and break the ties.
+    """
     g = torch.Generator().manual_seed(seed)
     if integer:
-        x = torch.randint(-2, 3, (n, dim), generator=g).double()
+        half = torch.randint(-2, 3, (n // 2, dim), generator=g).double()
+        x = torch.cat([half, -half, torch.zeros(n % 2, dim, dtype=torch.float64)])
+        x = x[torch.randperm(n, generator=g)]
     else:
         x = torch.randn(n, dim, generator=g, dtype=torch.float64)
     y = torch.randint(0, max(1, n_classes), (n,), generator=g)

@@ -1,0 +1,273 @@
+"""Conformance suite for batch (online-mining) triplet losses ``fn(embeddings, labels)``.
+
+:func:`check_batch_triplet_loss` checks *any* implementation — tripletlab's, PML's
+``TripletMarginLoss`` with or without a miner, your own — against the written definitions,
+restated here densely (a (B, B, B) tensor: small batches only), independently of tripletlab's
+bucketing code. Mining rules:
+
+* ``"all"``       — every valid triplet (a, p, n): label(p) = label(a), p ≠ a, label(n) ≠ label(a);
+* ``"hard"``      — per anchor, the largest d_ap and the smallest d_an (Hermans et al.);
+* ``"semi_hard"`` — per (a, p), the smallest d_an > d_ap, else ``fallback`` (FaceNet).
+
+Checks (each named in the :class:`~tripletlab.testing.ConformanceReport`):
+
+* ``value``                — the loss equals the definition on a random P×K batch;
+* ``gradient``             — its gradient equals autograd of the definition;
+* ``ties``                 — integer embeddings with exact ties d_an = d_ap + m (and d_an = d_ap)
+  give the definition's value: a triplet at the margin is inactive;
+* ``no_positives``         — all labels distinct: loss 0, zero (not NaN) gradient;
+* ``no_negatives``         — a single class: loss 0, zero gradient;
+* ``no_active``            — (hinge) well separated classes: loss 0, zero gradient;
+* ``identical_embeddings`` — all embeddings equal: the definition's value, finite gradient;
+* ``permutation``          — permuting the batch leaves the loss unchanged;
+* ``relabel``              — renaming the classes leaves the loss unchanged;
+* ``float16``              — float16 input gives a finite loss close to the float32 definition;
+* ``deterministic``        — the same call twice gives the same loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from tripletlab.testing.explicit import ConformanceReport
+
+_MINING = ("all", "hard", "semi_hard")
+
+
+def batch_triplet_definition(
+    embeddings: Tensor,
+    labels: Tensor,
+    mining: str = "all",
+    margin: float = 0.2,
+    metric: str = "sqeuclidean",
+    smoothing: float | None = None,
+    reduction: str = "mean_active",
+    fallback: str = "hardest",
+) -> Tensor:
+    """The batch loss by its definition, densely (B³ memory: small batches only)."""
+    d = _pairwise(embeddings, metric)
+    n = len(labels)
+    same = labels[:, None] == labels[None, :]
+    positive = same & ~torch.eye(n, dtype=torch.bool, device=labels.device)
+    negative = ~same
+    inf = torch.tensor(float("inf"), dtype=d.dtype)
+    if mining == "all":
+        valid = positive[:, :, None] & negative[:, None, :]
+        x = d[:, :, None] - d[:, None, :] + margin
+        values = _hinge(torch.where(valid, x, 0), smoothing)[valid]
+    elif mining == "hard":
+        valid = positive.any(1) & negative.any(1)
+        d_ap = torch.where(positive, d, -inf).max(1).values
+        d_an = torch.where(negative, d, inf).min(1).values
+        values = _hinge(torch.where(valid, d_ap - d_an, 0) + margin, smoothing)[valid]
+    else:
+        farther = negative[:, None, :] & (d[:, None, :] > d[:, :, None].detach())
+        d_semi = torch.where(farther, d[:, None, :], inf).min(2).values
+        found = farther.any(2)
+        if fallback == "easiest":
+            other = torch.where(negative, d, -inf).max(1).values
+        else:
+            other = torch.where(negative, d, inf).min(1).values
+        d_an = torch.where(found, d_semi, other[:, None])
+        valid = positive & negative.any(1)[:, None]
+        if fallback == "skip":
+            valid = valid & found
+        d_an = torch.where(valid, d_an, 0)
+        values = _hinge(torch.where(valid, d - d_an, 0) + margin, smoothing)[valid]
+    zero = d.sum() * 0
+    if values.numel() == 0:
+        return zero
+    if reduction == "sum":
+        return values.sum()
+    if reduction == "mean":
+        return values.sum() / values.numel()
+    return values.sum() / (values.detach() > 0).sum().clamp_min(1)
+
+
+def check_batch_triplet_loss(
+    fn: Callable[[Tensor, Tensor], Tensor],
+    *,
+    mining: str = "all",
+    margin: float = 0.2,
+    metric: str = "sqeuclidean",
+    smoothing: float | None = None,
+    reduction: str = "mean_active",
+    fallback: str = "hardest",
+    atol: float = 1e-6,
+    rtol: float = 1e-5,
+    seed: int = 0,
+    checks: tuple[str, ...] | None = None,
+    raise_on_failure: bool = True,
+    name: str | None = None,
+) -> ConformanceReport:
+    """Check a batch triplet loss ``fn(embeddings, labels) -> loss`` against the definition.
+
+    ``fn`` must already be configured with the settings given here (``mining``, ``margin``,
+    ``metric``, ``smoothing``, ``reduction``, ``fallback``); the suite only tells the checker
+    what to expect. Inputs are float64 except in the ``float16`` check.
+
+    Args:
+        fn: the implementation under test.
+        mining: ``"all"``, ``"hard"`` or ``"semi_hard"`` (see the module docstring).
+        margin, metric, smoothing, reduction, fallback: the settings ``fn`` uses;
+            ``reduction`` is ``"mean"``, ``"mean_active"`` or ``"sum"``.
+        atol, rtol: tolerances of the float64 comparisons.
+        seed: seed of the generated batches.
+        checks: run only these checks (default: all).
+        raise_on_failure: raise an AssertionError listing the failures (default).
+        name: label of the report.
+
+    Returns:
+        A :class:`~tripletlab.testing.ConformanceReport`.
+
+    Example:
+        >>> from tripletlab.functional import batch_all_triplet_loss
+        >>> check_batch_triplet_loss(batch_all_triplet_loss).ok
+        True
+    """
+    if mining not in _MINING:
+        raise ValueError(f"mining must be one of {_MINING}; got {mining!r}")
+    report = ConformanceReport(name or getattr(fn, "__name__", type(fn).__name__))
+    g = torch.Generator().manual_seed(seed)
+
+    def definition(x: Tensor, y: Tensor) -> Tensor:
+        return batch_triplet_definition(
+            x, y, mining, margin, metric, smoothing, reduction, fallback
+        )
+
+    def close(got: Tensor, want: Tensor, what: str, atol_: float = atol, rtol_: float = rtol):
+        got = torch.as_tensor(got).detach().double().reshape(())
+        want = want.detach().double().reshape(())
+        if not bool(torch.isfinite(got)):
+            raise AssertionError(f"{what}: not finite ({float(got)})")
+        if abs(float(got - want)) > atol_ + rtol_ * abs(float(want)):
+            raise AssertionError(f"{what}: got {float(got):.10g}, expected {float(want):.10g}")
+
+    def zero_loss_zero_grad(x: Tensor, y: Tensor, what: str) -> None:
+        x = x.clone().requires_grad_()
+        loss = fn(x, y)
+        close(loss, torch.zeros(()), what)
+        if loss.requires_grad:
+            loss.backward()
+        grad = x.grad if x.grad is not None else torch.zeros_like(x)
+        if not bool(torch.isfinite(grad).all()) or float(grad.abs().max()) != 0.0:
+            raise AssertionError(f"{what}: gradient is not exactly zero")
+
+    x, y = _pk_batch(g, 4, 3, 6)
+
+    def value() -> None:
+        close(fn(x, y), definition(x, y), "loss")
+
+    def gradient() -> None:
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        fn(a, y).backward()
+        definition(b, y).backward()
+        got = a.grad if a.grad is not None else torch.zeros_like(a)
+        if not torch.allclose(got.double(), b.grad, atol=atol, rtol=rtol):
+            err = float((got.double() - b.grad).abs().max())
+            raise AssertionError(f"gradient differs from the definition's by up to {err:.3g}")
+
+    def ties() -> None:
+        # v and −v: the batch mean is exactly 0, so implementations that centre the batch
+        # before a GEMM (as tripletlab does) still compute these integer distances exactly
+        half = torch.randint(-2, 3, (6, 2), generator=g).double()
+        xi = torch.cat([half, -half])
+        yi = torch.arange(12) % 3
+        close(fn(xi, yi), definition(xi, yi), "loss with exact ties")
+
+    def no_positives() -> None:
+        zero_loss_zero_grad(x, torch.arange(len(y)), "no positives")
+
+    def no_negatives() -> None:
+        zero_loss_zero_grad(x, torch.zeros_like(y), "no negatives")
+
+    def no_active() -> None:
+        if smoothing:
+            return
+        far = y[:, None].double() * 1e3 + 1e-3 * torch.randn(x.shape, generator=g).double()
+        zero_loss_zero_grad(far, y, "no active triplet")
+
+    def identical_embeddings() -> None:
+        same = torch.ones_like(x).requires_grad_()
+        loss = fn(same, y)
+        close(loss, definition(same.detach(), y), "identical embeddings")
+        loss.backward()
+        if same.grad is not None and not bool(torch.isfinite(same.grad).all()):
+            raise AssertionError("identical embeddings: non-finite gradient")
+
+    def permutation() -> None:
+        perm = torch.randperm(len(y), generator=g)
+        close(fn(x[perm], y[perm]), fn(x, y), "permuted batch")
+
+    def relabel() -> None:
+        close(fn(x, y * 7 + 3), fn(x, y), "renamed classes")
+
+    def float16() -> None:
+        half = x.half()
+        got = fn(half, y)
+        close(got, definition(half.double(), y), "float16 input", 1e-2, 1e-2)
+
+    def deterministic() -> None:
+        first, second = fn(x, y).detach(), fn(x, y).detach()
+        if not torch.equal(first, second):
+            raise AssertionError("two identical calls gave different losses")
+
+    all_checks = {
+        "value": value,
+        "gradient": gradient,
+        "ties": ties,
+        "no_positives": no_positives,
+        "no_negatives": no_negatives,
+        "no_active": no_active,
+        "identical_embeddings": identical_embeddings,
+        "permutation": permutation,
+        "relabel": relabel,
+        "float16": float16,
+        "deterministic": deterministic,
+    }
+    for check_name, check in all_checks.items():
+        if checks is not None and check_name not in checks:
+            continue
+        try:
+            check()
+        except Exception as error:  # a failing implementation may raise anything
+            report.failures.append(f"{check_name}: {type(error).__name__}: {error}")
+        else:
+            report.passed.append(check_name)
+    return report.raise_if_failed() if raise_on_failure else report
+
+
+def _pk_batch(g: torch.Generator, p: int, k: int, dim: int) -> tuple[Tensor, Tensor]:
+    """A P×K float64 batch whose classes overlap enough to mix active and inactive triplets."""
+    y = torch.arange(p).repeat_interleave(k)
+    centers = torch.randn(p, dim, generator=g, dtype=torch.float64)
+    x = centers[y] + 0.6 * torch.randn(p * k, dim, generator=g, dtype=torch.float64)
+    return x, y
+
+
+def _pairwise(x: Tensor, metric: str) -> Tensor:
+    diff = x[:, None, :] - x[None, :, :]
+    squared = (diff * diff).sum(-1)
+    if metric == "sqeuclidean":
+        return squared
+    if metric == "euclidean":
+        # sqrt with a zero (not NaN) gradient at 0, as the definition requires
+        positive = squared > 0
+        safe = torch.where(positive, squared, 1)
+        return torch.where(positive, safe.sqrt(), 0)
+    norm = x.norm(dim=1)
+    dot = x @ x.T
+    defined = (norm[:, None] > 0) & (norm[None, :] > 0)
+    cos = torch.where(defined, dot / (norm[:, None] * norm[None, :]).clamp_min(1e-12), 0)
+    dist = (1 - cos).clamp_min(0)
+    eye = torch.eye(len(x), dtype=torch.bool)
+    return torch.where(eye & defined, 0, dist)
+
+
+def _hinge(x: Tensor, smoothing: float | None) -> Tensor:
+    if not smoothing:
+        return x.clamp_min(0)
+    return smoothing * torch.nn.functional.softplus(x / smoothing)
