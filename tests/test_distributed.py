@@ -115,6 +115,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         )
         unscaled.backward()
         _uneven_gather(rank, out_dir)
+        _distributed_trainer(rank, out_dir)
         library = {}
         for name, loss_fn in _library_losses().items():
             _, _, model3 = _data()
@@ -190,6 +191,89 @@ def _uneven_gather(rank: int, out_dir: str) -> None:
         },
         os.path.join(out_dir, f"uneven{rank}.pt"),
     )
+
+
+def _trainer_data():
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(48, 7, generator=gen, dtype=torch.float64)
+    y = torch.arange(48) % 4
+    return x, y
+
+
+def _make_trainer(cls, checkpoint_dir=None):
+    from tripletlab.functional import batch_all_triplet_loss
+
+    torch.manual_seed(1)
+    model = torch.nn.Linear(7, DIM).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    return cls(
+        model, batch_all_triplet_loss, opt, progress=False, seed=3, checkpoint_dir=checkpoint_dir
+    )
+
+
+def _distributed_trainer(rank: int, out_dir: str) -> None:
+    from tripletlab.train.distributed_training import DistributedTrainer
+
+    x, y = _trainer_data()
+    ckpt = Path(out_dir, "ckpt")
+    trainer = _make_trainer(DistributedTrainer, ckpt)
+    trainer.fit(x, y, epochs=2, p=2, k=3)
+    saved_by_me = trainer.save("probe.pt") is not None
+    half = _make_trainer(DistributedTrainer, Path(out_dir, "half"))
+    half.fit(x, y, epochs=1, p=2, k=3)
+    resumed = _make_trainer(DistributedTrainer, Path(out_dir, "half"))
+    resumed.fit(x, y, epochs=2, p=2, k=3, resume_from=Path(out_dir, "half", "last.pt"))
+    torch.save(
+        {
+            "weight": trainer.model.weight.detach(),
+            "resumed_weight": resumed.model.weight.detach(),
+            "steps": trainer.global_step,
+            "saved_by_me": saved_by_me,
+            "loss": [h["loss"] for h in trainer.history],
+        },
+        os.path.join(out_dir, f"trainer{rank}.pt"),
+    )
+
+
+class _ConcatenatedSampler:
+    """The single-process equivalent of 2 ranks: step t is rank 0's batch then rank 1's."""
+
+    def __init__(self, labels, p, k, seed):
+        from tripletlab.data.distributed_sampler import DistributedPKSampler
+
+        self.ranks = [
+            DistributedPKSampler(labels, p, k, seed=seed, num_replicas=WORLD, rank=r)
+            for r in range(WORLD)
+        ]
+
+    def set_epoch(self, epoch):
+        for s in self.ranks:
+            s.set_epoch(epoch)
+
+    def __len__(self):
+        return len(self.ranks[0])
+
+    def __iter__(self):
+        for parts in zip(*(s.batches() for s in self.ranks), strict=True):
+            yield [i for part in parts for i in part]
+
+
+def test_distributed_trainer_equals_one_process_on_the_global_batches(
+    two_rank_results: Path,
+) -> None:
+    from tripletlab.train.trainer import Trainer
+
+    x, y = _trainer_data()
+    single = _make_trainer(Trainer)
+    single.fit(x, y, epochs=2, p=2, k=3, sampler=_ConcatenatedSampler(y, 2, 3, seed=3))
+    results = [torch.load(two_rank_results / f"trainer{r}.pt") for r in range(WORLD)]
+    for result in results:
+        assert result["steps"] == single.global_step == 2 * 4  # 8 batches an epoch, 4 a rank
+        torch.testing.assert_close(result["weight"], single.model.weight, rtol=0, atol=1e-6)
+        torch.testing.assert_close(result["resumed_weight"], result["weight"], rtol=0, atol=1e-9)
+        assert result["loss"] == pytest.approx([h["loss"] for h in single.history], abs=1e-6)
+    assert [r["saved_by_me"] for r in results] == [True, False]  # rank-0-only checkpoints
+    assert (two_rank_results / "ckpt" / "final.pt").is_file()
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,7 @@ import datetime
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -59,6 +60,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "DistributedError",
     "GatheredBatch",
+    "GlobalBatchLoss",
     "all_gather_no_grad",
     "all_gather_with_grad",
     "all_reduce_sum",
@@ -404,3 +406,29 @@ def global_batch_loss(
     """
     gathered = gather_batch(embeddings, labels, group)
     return loss_fn(gathered.embeddings, gathered.labels, **loss_kwargs)
+
+
+class GlobalBatchLoss:
+    """A batch loss that sees the global batch: ``global_batch_loss(loss, embeddings, labels)``.
+
+    Wrap the loss of a single-process run to train under DDP with global mining; keyword
+    arguments (e.g. ``return_stats=True``) are passed through. With one process it is the
+    loss itself.
+
+    Example:
+        >>> from tripletlab.functional import batch_hard_triplet_loss
+        >>> loss = GlobalBatchLoss(batch_hard_triplet_loss)
+        >>> x = torch.randn(8, 4, requires_grad=True)
+        >>> loss(x, torch.arange(8) % 2).backward()
+    """
+
+    def __init__(self, loss: Callable[..., Any]) -> None:
+        if not callable(loss):
+            raise TypeError(f"loss must be callable; got {type(loss).__name__}")
+        self.loss = loss
+
+    def __repr__(self) -> str:
+        return f"GlobalBatchLoss({self.loss!r})"
+
+    def __call__(self, embeddings: Tensor, labels: Tensor, **kwargs: Any) -> Any:
+        return global_batch_loss(self.loss, embeddings, labels, **kwargs)

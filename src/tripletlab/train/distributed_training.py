@@ -1,0 +1,100 @@
+"""Training across processes: ``torchrun --nproc_per_node=N tripletlab train …``.
+
+:class:`DistributedTrainer` is the :class:`~tripletlab.train.trainer.Trainer` with four
+changes, and nothing else:
+
+* the forward pass of a training step goes through ``DistributedDataParallel`` (gradients
+  averaged over the ranks);
+* the loss is mined over the global batch: embeddings and labels of all ranks are gathered
+  with their autograd graph (:class:`~tripletlab.distributed.GlobalBatchLoss`), so one step
+  of N ranks equals one process on the concatenated N·P×K batch — loss *and* gradients;
+* batches come from :class:`~tripletlab.data.distributed_sampler.DistributedPKSampler`: the
+  ranks see disjoint samples of the same seeded epoch and run the same number of steps;
+* only rank 0 writes checkpoints (the other ranks hold identical weights: DDP keeps them in
+  sync); a resume reads rank 0's checkpoint on every rank.
+
+:func:`distributed_context` joins the process group that ``torchrun`` describes (with the
+collective timeout of :func:`tripletlab.distributed.init_distributed`, so a rank that dies
+makes the others fail with a :class:`~tripletlab.distributed.DistributedError` instead of
+hanging) and says which trainer class and which outputs this rank uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tripletlab import distributed as tdist
+from tripletlab.data.distributed_sampler import DistributedPKSampler
+from tripletlab.train.trainer import Trainer
+
+__all__ = ["DistributedContext", "DistributedTrainer", "distributed_context"]
+
+
+class DistributedTrainer(Trainer):
+    """A :class:`Trainer` for one rank of a torchrun job (see the module docstring).
+
+    Args: those of :class:`Trainer`; ``loss`` is the per-batch loss as in one process (it is
+    wrapped to see the global batch). Pass ``logger``/``validate`` only on rank 0.
+    Outside a process group (world size 1) it behaves exactly like :class:`Trainer`.
+    """
+
+    def __init__(self, model: torch.nn.Module, loss: Any, optimizer: Any, **kwargs: Any) -> None:
+        super().__init__(model, tdist.GlobalBatchLoss(loss), optimizer, **kwargs)
+        self.ddp: torch.nn.Module | None = None
+        if tdist.is_distributed():
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+
+    def _forward(self, inputs: Tensor) -> Tensor:
+        if self.ddp is None or not (self.model.training and torch.is_grad_enabled()):
+            return super()._forward(inputs)
+        embeddings = self.ddp(inputs)
+        return torch.nn.functional.normalize(embeddings, dim=1) if self.normalize else embeddings
+
+    def save(self, name: str = "last.pt"):  # type: ignore[override]
+        """Rank 0 writes the checkpoint; the others return None."""
+        if not tdist.is_main_process():
+            return None
+        return super().save(name)
+
+    def fit(self, inputs: Tensor, labels: Tensor, *, p: int, k: int, sampler: Any = None, **kwargs):  # type: ignore[override]
+        if sampler is None:
+            sampler = DistributedPKSampler(labels.cpu(), p=p, k=k, seed=self.seed)
+        history = super().fit(inputs, labels, p=p, k=k, sampler=sampler, **kwargs)
+        tdist.barrier()  # rank 0 has written final.pt before anyone moves on
+        return history
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """What this process does in a (possibly) distributed run."""
+
+    enabled: bool
+    rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: writes config, logs, checkpoints, metrics and the report."""
+        return self.rank == 0
+
+    @property
+    def trainer_class(self) -> type[Trainer]:
+        return DistributedTrainer if self.enabled else Trainer
+
+
+def distributed_context(
+    backend: str | None = None, timeout_s: float | None = None
+) -> DistributedContext:
+    """Join torchrun's process group when ``WORLD_SIZE`` > 1; else a single-process context.
+
+    Example:
+        >>> distributed_context()  # a plain run
+        DistributedContext(enabled=False, rank=0, world_size=1)
+    """
+    enabled = tdist.init_distributed(backend, timeout_s)
+    return DistributedContext(enabled, tdist.get_rank(), tdist.get_world_size())
