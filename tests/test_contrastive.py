@@ -207,6 +207,33 @@ def test_batch_properties(b, d, scale, form, metric, reduction, duplicates, dtyp
     assert torch.allclose(loss.detach().double(), ref, rtol=rel, atol=rel * loss_unit)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    b=st.integers(0, 7),
+    d=st.integers(1, 4),
+    scale=st.sampled_from([1e-6, 1e-3, 1.0, 1e3, 1e6]),
+    form=st.sampled_from(FORMS),
+    metric=st.sampled_from(["sqeuclidean", "euclidean"]),
+    reduction=st.sampled_from(REDUCTIONS),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_nothing_active_gives_exact_zero_loss_and_gradient(
+    b, d, scale, form, metric, reduction, dtype
+):
+    # every sample its own class, all at least 10·scale apart: no pair is within the margin
+    emb = torch.zeros(b, d, dtype=dtype)
+    emb[:, 0] = 10 * scale * torch.arange(b, dtype=dtype)
+    emb.requires_grad_(True)
+    unit = scale**2 if metric == "sqeuclidean" else scale
+    margin = unit if form == "hadsell" else unit**2  # "squared" compares the margin with d²
+    loss = batch_contrastive_loss(
+        emb, torch.arange(b), margin=margin, form=form, metric=metric, reduction=reduction
+    )
+    assert float(loss.detach().abs().sum()) == 0.0
+    loss.sum().backward()
+    assert bool((emb.grad == 0).all())
+
+
 # ----------------------------------------------------------------- bad input and modules
 
 
