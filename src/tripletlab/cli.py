@@ -328,5 +328,84 @@ def lab_sweep_command(
 # --- end of lab section ---------------------------------------------------------------------
 
 
+# --- recognition: index / search / verify (tripletlab.train.recognition; issue 6) ----------
+
+
+@main.command("index")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--data",
+    required=True,
+    help="The labelled gallery: an image folder (one sub-folder per identity), .npz, .csv…",
+)
+@click.option("--data-dir", help="Folder of a built-in dataset's files (fashion-mnist).")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="Index file to write."
+)
+def index_command(run: str, data: str, data_dir: str | None, output: str) -> None:
+    """Embed a labelled gallery with a trained RUN and save a searchable index."""
+    from tripletlab.train.recognition import index_run
+
+    index = index_run(run, data, output, data_dir=data_dir)
+    threshold = "none" if index.threshold is None else f"{index.threshold:.4g}"
+    click.echo(
+        f"indexed {len(index)} samples of {index.num_identities} identities "
+        f"(dim {index.dim}, {index.metric}, threshold {threshold}) -> {output}"
+    )
+
+
+@main.command("search")
+@click.argument("index_path", metavar="INDEX", type=click.Path(exists=True, dir_okay=False))
+@click.argument(
+    "queries", metavar="QUERY...", nargs=-1, required=True, type=click.Path(exists=True)
+)
+@click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Print the matches as JSON.")
+def search_command(index_path: str, queries: tuple[str, ...], top_k: int, as_json: bool) -> None:
+    """Identify each QUERY (an image, .npy samples, a folder): its nearest identities in INDEX."""
+    import json
+
+    from tripletlab.train.recognition import search_index
+
+    results = search_index(index_path, list(queries), top_k)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    for result in results:
+        click.echo(result["query"])
+        for m in result["matches"]:
+            verdict = "" if m["same"] is None else ("  match" if m["same"] else "")
+            click.echo(
+                f"  {m['rank']:>2}. {m['identity']:<20} distance {m['distance']:.4f}  "
+                f"({m['id']}){verdict}"
+            )
+
+
+@main.command("verify")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.argument("a", type=click.Path(exists=True))
+@click.argument("b", type=click.Path(exists=True))
+@click.option("--threshold", type=float, help="Override the threshold chosen in evaluation.")
+@click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
+def verify_command(run: str, a: str, b: str, threshold: float | None, as_json: bool) -> None:
+    """Same identity or not: A and B embedded by RUN, at the threshold chosen in evaluation."""
+    import json
+
+    from tripletlab.train.recognition import verify_run
+
+    results = verify_run(run, a, b, threshold=threshold)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    for r in results:
+        verdict = "same identity" if r["same"] else "different identities"
+        prefix = f"pair {r['pair']}: " if len(results) > 1 else ""
+        click.echo(
+            f"{prefix}{verdict} (distance {r['distance']:.4f}, threshold {r['threshold']:.4f})"
+        )
+
+
+# --- end of recognition section -------------------------------------------------------------
+
 if __name__ == "__main__":  # pragma: no cover
     main()

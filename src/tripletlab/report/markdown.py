@@ -32,11 +32,13 @@ _NAMES = {
     "knn_accuracy": "kNN accuracy",
     "nmi": "NMI (k-means)",
     "ami": "AMI (k-means)",
-    "auc": "verification AUC",
-    "best_accuracy": "verification accuracy (best threshold)",
-    "tar_at_far_1e-3": "TAR @ FAR=1e-3",
-    "tar_at_far_1e-2": "TAR @ FAR=1e-2",
+    "verification_auc": "verification AUC",
+    "verification_accuracy": "verification accuracy (best threshold)",
+    "verification_tar_at_far_0.001": "verification TAR @ FAR=1e-3",
+    "verification_tar_at_far_0.01": "verification TAR @ FAR=1e-2",
 }
+# Counts and thresholds are not comparable between embeddings: left out of the table.
+_SKIP = ("n_queries", "n_lone_queries", "verification_threshold")
 _FIRST = ("precision_at_1", "map_at_r", "r_precision")
 
 
@@ -59,7 +61,11 @@ def _fmt(value: Any) -> str:
 def metrics_table(metrics: Mapping[str, Any], baseline: Mapping[str, Any]) -> str:
     """A Markdown table: each metric, trained vs baseline, and the gain."""
     keys = [k for k in _FIRST if k in metrics]
-    keys += [k for k in metrics if k not in keys and isinstance(metrics[k], (int, float))]
+    keys += [
+        k
+        for k in metrics
+        if k not in keys and k not in _SKIP and isinstance(metrics[k], (int, float))
+    ]
     lines = [
         "| metric | trained embedding | raw features (baseline) | gain |",
         "|---|---:|---:|---:|",
@@ -137,10 +143,6 @@ def write_report(
 
     test = dict(summary.get("test", {}))
     base = dict(summary.get("baseline", {}))
-    for key, value in (summary.get("verification") or {}).items():
-        test.setdefault(key, value)
-    for key, value in (summary.get("baseline_verification") or {}).items():
-        base.setdefault(key, value)
     lines = [
         f"# tripletlab run `{cfg.name}`",
         "",

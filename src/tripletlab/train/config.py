@@ -65,7 +65,9 @@ class DataConfig(_Section):
         description="'digits', 'fashion-mnist', or a path: image folder, .npz/.npy, .csv",
     )
     data_dir: str | None = Field(None, description="where fashion-mnist's IDX files lie")
-    split: Literal["stratified", "held-out-classes"] = "stratified"
+    split: Literal["stratified", "held-out-classes", "official"] = Field(
+        "stratified", description="'official': the data's own test set (fashion-mnist)"
+    )
     test_fraction: float = Field(0.2, gt=0, lt=1, description="of samples (or of classes)")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="of the training part")
     max_samples: int | None = Field(None, gt=0, description="use a seeded subset this large")

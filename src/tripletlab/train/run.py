@@ -38,9 +38,9 @@ import torch
 from torch import Tensor, nn
 
 from tripletlab.errors import ConfigError, DataError
-from tripletlab.train import _adapters
 from tripletlab.train.checkpoint import load_checkpoint
 from tripletlab.train.config import RunConfig, config_from_dict
+from tripletlab.train.factory import build_loss, build_network
 from tripletlab.train.logging import RunLogger
 from tripletlab.train.trainer import Trainer, build_optimizer, build_scheduler
 
@@ -89,61 +89,66 @@ class RunResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
-    # A seeded, stratified subset of n samples (keeps class proportions).
-    if n >= len(y):
-        return np.arange(len(y))
-    from sklearn.model_selection import train_test_split
+def _load(cfg: RunConfig, dataset: str | None = None, data_dir: str | None = None):
+    from tripletlab.data import load_dataset
 
-    keep, _ = train_test_split(np.arange(len(y)), train_size=n, random_state=seed, stratify=y)
-    return np.sort(keep)
+    kwargs: dict[str, Any] = {}
+    if cfg.data.label_column is not None:
+        kwargs["label_column"] = cfg.data.label_column
+    return load_dataset(dataset or cfg.data.dataset, data_dir or cfg.data.data_dir, **kwargs)
 
 
 def prepare_data(cfg: RunConfig) -> PreparedData:
     """Load ``cfg.data.dataset`` and split it into train / val / test tensors."""
-    data = _adapters.load_data(cfg.data.dataset, cfg.data.data_dir, cfg.data.label_column)
-    x, y = data.x, data.y
-    if len(np.unique(y)) < 2:
-        raise DataError(f"dataset {cfg.data.dataset!r} has fewer than 2 classes")
-    if cfg.data.max_samples is not None:
-        keep = _subset(y, cfg.data.max_samples, cfg.seed)
+    from tripletlab.data import split_indices, stratified_split
+
+    dataset = _load(cfg)
+    x, y = dataset.features, dataset.labels
+    if cfg.data.max_samples is not None and cfg.data.max_samples < len(y):
+        # A seeded stratified subset (class proportions kept).
+        keep = stratified_split(y, 1 - cfg.data.max_samples / len(y), cfg.seed).train
         x, y = x[keep], y[keep]
-    train, test = _adapters.split_indices(y, cfg.data.split, cfg.data.test_fraction, cfg.seed)
-    val = np.array([], dtype=np.int64)
+        official = dataset.official_test[keep] if dataset.official_test is not None else None
+    else:
+        official = dataset.official_test
+    if cfg.data.split == "official":
+        if official is None:
+            raise DataError(f"dataset {dataset.name!r} has no official test split")
+        train, test = torch.nonzero(~official).squeeze(1), torch.nonzero(official).squeeze(1)
+    else:
+        train, test = split_indices(y, cfg.data.split, cfg.data.test_fraction, cfg.seed)
+    val = torch.empty(0, dtype=torch.int64)
     if cfg.data.val_fraction > 0:
-        # Validation is a stratified part of the training classes in both protocols.
-        inner_train, inner_val = _adapters.split_indices(
-            y[train], "stratified", cfg.data.val_fraction, cfg.seed + 1
-        )
-        train, val = train[inner_train], train[inner_val]
-    x_train = x[train]
-    # One scalar mean/std (from the training split): a scale that leaves distances' ranking,
-    # hence the raw-feature baseline, unchanged.
-    mean = float(x_train.mean())
-    std = float(x_train.std()) or 1.0
+        # Validation is a stratified part of the training classes in every protocol.
+        inner = stratified_split(y[train], cfg.data.val_fraction, cfg.seed + 1)
+        train, val = train[inner.train], train[inner.test]
+    # One scalar mean/std (of the training split): a scale that leaves the ranking of
+    # distances, hence the raw-feature baseline, unchanged.
+    mean = float(x[train].mean())
+    std = float(x[train].std()) or 1.0
 
-    def tensors(index: np.ndarray) -> tuple[Tensor, Tensor]:
-        return (
-            torch.from_numpy(((x[index] - mean) / std).astype(np.float32)),
-            torch.from_numpy(y[index].astype(np.int64)),
-        )
+    def part(index: Tensor) -> tuple[Tensor, Tensor]:
+        return ((x[index] - mean) / std).float(), y[index].long()
 
-    (xt, yt), (xv, yv), (xs, ys) = tensors(train), tensors(val), tensors(test)
+    (xt, yt), (xv, yv), (xs, ys) = part(train), part(val), part(test)
     return PreparedData(
-        xt, yt, xv, yv, xs, ys, tuple(x.shape[1:]), data.class_names, mean, std, data.name
+        xt,
+        yt,
+        xv,
+        yv,
+        xs,
+        ys,
+        tuple(x.shape[1:]),
+        list(dataset.class_names),
+        mean,
+        std,
+        dataset.name,
     )
 
 
-def _model_kwargs(cfg: RunConfig) -> dict[str, Any]:
-    if cfg.model.name == "mlp":
-        return {"hidden": tuple(cfg.model.hidden), "activation": cfg.model.activation}
-    return {"activation": cfg.model.activation}
-
-
 def _build_model(cfg: RunConfig, in_shape: tuple[int, ...]) -> nn.Module:
-    # Normalisation is the Trainer's job (``normalize``), so the network's is left off.
-    return _adapters.build_model(
-        cfg.model.name, in_shape, cfg.model.embedding_dim, **_model_kwargs(cfg)
+    return build_network(
+        cfg.model.name, in_shape, cfg.model.embedding_dim, cfg.model.hidden, cfg.model.activation
     )
 
 
@@ -153,17 +158,23 @@ def _flat(x: Tensor) -> Tensor:
 
 def _evaluate(
     emb: Tensor, labels: Tensor, cfg: RunConfig, full: bool, raw: bool = False
-) -> dict[str, float]:
-    # Trained embeddings are ranked by the loss's distance; raw features by squared L2.
-    return _adapters.retrieval_metrics(
-        emb,
-        labels,
-        full=full,
-        recall_at=tuple(cfg.eval.recall_at),
-        knn_k=cfg.eval.knn_k,
-        metric="sqeuclidean" if raw else cfg.loss.metric,
-        seed=cfg.seed,
-    )
+) -> tuple[dict[str, float], dict[str, Any] | None]:
+    """Metrics (each test sample a query against all the others) and the ROC curve.
+
+    ``full=False``: retrieval metrics only (the cheap per-epoch validation). Trained
+    embeddings are ranked by the loss's distance, raw features by squared L2.
+    """
+    from tripletlab.evaluate import evaluate_embeddings, retrieval_metrics
+
+    metric = "sqeuclidean" if raw else cfg.loss.metric
+    kwargs = {"ks": tuple(cfg.eval.recall_at), "knn_k": cfg.eval.knn_k, "metric": metric}
+    if not full:
+        return {k: float(v) for k, v in retrieval_metrics(emb, labels, **kwargs).items()}, None
+    out = evaluate_embeddings(emb, labels, seed=cfg.seed, return_curve=True, **kwargs)
+    curve = out.pop("roc", None)
+    if curve is not None:
+        curve = dict(curve, auc=out.get("verification_auc"))
+    return {k: float(v) for k, v in out.items()}, curve
 
 
 def run_training(cfg: RunConfig, resume: bool = False) -> RunResult:
@@ -192,7 +203,7 @@ def run_training(cfg: RunConfig, resume: bool = False) -> RunResult:
     torch.manual_seed(cfg.seed)
     data = prepare_data(cfg)
     model = _build_model(cfg, data.in_shape)
-    loss = _adapters.build_loss(
+    loss = build_loss(
         cfg.loss.name, cfg.loss.margin, cfg.loss.metric, cfg.loss.smoothing, cfg.loss.reduction
     )
     optimizer = build_optimizer(
@@ -206,7 +217,7 @@ def run_training(cfg: RunConfig, resume: bool = False) -> RunResult:
         if len(data.y_val) < 2:
             return {}
         emb = trainer.embed(data.x_val, cfg.eval.batch_size)
-        return _evaluate(emb, data.y_val, cfg, full=False)
+        return _evaluate(emb, data.y_val, cfg, full=False)[0]
 
     meta = {
         "run": cfg.to_dict(),
@@ -251,11 +262,9 @@ def run_training(cfg: RunConfig, resume: bool = False) -> RunResult:
 
     eval_started = time.perf_counter()
     test_emb = trainer.embed(data.x_test, cfg.eval.batch_size)
-    metrics = _evaluate(test_emb, data.y_test, cfg, full=True)
-    baseline = _evaluate(_flat(data.x_test), data.y_test, cfg, full=True, raw=True)
-    verification = _adapters.verification_curve(test_emb, data.y_test, seed=cfg.seed)
-    baseline_verification = _adapters.verification_curve(
-        _flat(data.x_test), data.y_test, seed=cfg.seed
+    metrics, verification = _evaluate(test_emb, data.y_test, cfg, full=True)
+    baseline, baseline_verification = _evaluate(
+        _flat(data.x_test), data.y_test, cfg, full=True, raw=True
     )
     eval_seconds = time.perf_counter() - eval_started
     np.savez_compressed(
@@ -272,8 +281,6 @@ def run_training(cfg: RunConfig, resume: bool = False) -> RunResult:
         "n_test": len(data.y_test),
         "test": metrics,
         "baseline": baseline,
-        "verification": _scalars(verification),
-        "baseline_verification": _scalars(baseline_verification),
         "epochs": len(history),
         "steps": trainer.global_step,
         "train_seconds": train_seconds,
@@ -299,14 +306,6 @@ def run_training(cfg: RunConfig, resume: bool = False) -> RunResult:
     summary["total_seconds"] = seconds
     (run_dir / "metrics.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
     return RunResult(run_dir, metrics, baseline, history, report_path, seconds, summary)
-
-
-def _scalars(result: dict[str, Any] | None) -> dict[str, float] | None:
-    if result is None:
-        return None
-    return {
-        k: float(v) for k, v in result.items() if isinstance(v, (int, float)) and math.isfinite(v)
-    }
 
 
 def _jsonable(value: Any) -> Any:
@@ -387,14 +386,16 @@ def evaluate_run(
         y, name = data.y_test, data.dataset
         raw = x.numpy()
     else:
-        loaded = _adapters.load_data(dataset, data_dir, cfg.data.label_column)
-        raw, y, name = loaded.x, torch.from_numpy(loaded.y), loaded.name
+        loaded = _load(cfg, dataset, data_dir)
+        raw, y, name = loaded.features.numpy(), loaded.labels, loaded.name
     emb = _embed_with(model, meta, raw)
     return {
         "dataset": name,
         "n": len(y),
-        "metrics": _evaluate(emb, y, cfg, full=True),
-        "baseline": _evaluate(_flat(torch.as_tensor(raw, dtype=torch.float32)), y, cfg, True, True),
+        "metrics": _evaluate(emb, y, cfg, full=True)[0],
+        "baseline": _evaluate(_flat(torch.as_tensor(raw, dtype=torch.float32)), y, cfg, True, True)[
+            0
+        ],
     }
 
 
@@ -407,7 +408,9 @@ def read_input(path: str | Path) -> np.ndarray:
             return np.load(path, allow_pickle=False)
         except ValueError as exc:
             raise DataError(f"{path}: cannot read as a numeric .npy array ({exc})") from None
-    return _adapters.load_data(str(path), None, None).x
+    from tripletlab.data import load_dataset
+
+    return load_dataset(str(path)).features.numpy()
 
 
 def embed_file(run_dir: str | Path, input_path: str | Path, output: str | Path) -> tuple[int, int]:

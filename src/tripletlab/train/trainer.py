@@ -38,7 +38,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tripletlab.data.sampler import PKSampler
 from tripletlab.train.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -97,41 +98,9 @@ def build_scheduler(
     raise ValueError(f"scheduler must be one of 'none', 'cosine', 'step'; got {name!r}")
 
 
-class _FallbackPKSampler:
-    """P classes × K samples per batch (used only until ``tripletlab.data.sampler`` exists)."""
-
-    def __init__(self, labels: Tensor, p: int, k: int, seed: int = 0) -> None:
-        self.labels = np.asarray(labels.cpu())
-        self.p, self.k, self.seed, self.epoch = p, k, seed, 0
-        self.classes = np.unique(self.labels)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return max(1, len(self.labels) // (self.p * self.k))
-
-    def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        by_class = {c: np.flatnonzero(self.labels == c) for c in self.classes}
-        p = min(self.p, len(self.classes))
-        for _ in range(len(self)):
-            chosen = rng.choice(self.classes, size=p, replace=False)
-            batch = []
-            for c in chosen:
-                members = by_class[c]
-                batch += rng.choice(members, self.k, replace=len(members) < self.k).tolist()
-            yield batch
-
-
-def make_pk_sampler(labels: Tensor, p: int, k: int, seed: int) -> Any:
-    """The library's P×K batch sampler (``tripletlab.data.sampler.PKSampler``)."""
-    try:
-        from tripletlab.data.sampler import PKSampler
-    except ImportError:
-        return _FallbackPKSampler(labels, p, k, seed)
-    p = min(p, int(torch.unique(labels).numel()))
-    return PKSampler(labels.cpu(), p=p, k=k, seed=seed, drop_last=True)
+def make_pk_sampler(labels: Tensor, p: int, k: int, seed: int) -> PKSampler:
+    """The seeded P×K batch sampler covering every training sample once per epoch."""
+    return PKSampler(labels.cpu(), p=p, k=k, seed=seed, drop_last=False)
 
 
 def _stats_of(output: Any) -> tuple[Tensor, Any]:
