@@ -166,7 +166,7 @@ def test_stats_are_detached_and_consistent():
     # for the hinge, the active triplets are the hard and semi-hard ones (no exact ties here)
     assert values["num_active"] == values["num_hard"] + values["num_semi_hard"]
     total = batch_all_triplet_loss(x, y, margin=1.0, reduction="sum")
-    assert float(loss) == pytest.approx(float(total) / values["num_active"])
+    assert float(loss.detach()) == pytest.approx(float(total.detach()) / values["num_active"])
 
 
 def test_module_validates_eagerly_and_matches_functional():

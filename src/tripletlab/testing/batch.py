@@ -156,7 +156,7 @@ def check_batch_triplet_loss(
         if not bool(torch.isfinite(grad).all()) or float(grad.abs().max()) != 0.0:
             raise AssertionError(f"{what}: gradient is not exactly zero")
 
-    x, y = _pk_batch(g, 4, 3, 6)
+    x, y = _pk_batch(g, 4, 3, 6, margin, metric)
 
     def value() -> None:
         close(fn(x, y), definition(x, y), "loss")
@@ -240,11 +240,22 @@ def check_batch_triplet_loss(
     return report.raise_if_failed() if raise_on_failure else report
 
 
-def _pk_batch(g: torch.Generator, p: int, k: int, dim: int) -> tuple[Tensor, Tensor]:
-    """A P×K float64 batch whose classes overlap enough to mix active and inactive triplets."""
+def _pk_batch(
+    g: torch.Generator, p: int, k: int, dim: int, margin: float, metric: str
+) -> tuple[Tensor, Tensor]:
+    """A P×K float64 batch whose classes overlap enough to mix active and inactive triplets.
+
+    The batch is scaled so that the median distance is twice the margin: the margin then
+    matters (a loss that mines the wrong triplets gives a different value).
+    """
     y = torch.arange(p).repeat_interleave(k)
     centers = torch.randn(p, dim, generator=g, dtype=torch.float64)
     x = centers[y] + 0.6 * torch.randn(p * k, dim, generator=g, dtype=torch.float64)
+    if metric != "cosine" and margin > 0:
+        d = _pairwise(x, metric)
+        median = d[~torch.eye(len(x), dtype=torch.bool)].median()
+        power = 0.5 if metric == "sqeuclidean" else 1.0
+        x = x * float((2 * margin / median) ** power)
     return x, y
 
 
