@@ -138,6 +138,8 @@ def train_command(config_path: str | None, resume: bool, **flags: Any) -> None:
     overrides = {_TRAIN_FLAGS[k]: v for k, v in flags.items()}
     cfg = load_config(config_path, overrides)
     result = run_training(cfg, resume=resume)
+    if result.extra.get("rank", 0) != 0:  # issue 6: under torchrun, rank 0 prints the results
+        return
     _print_metrics(
         f"test split ({result.extra['n_test']} samples of {result.extra['dataset']}):",
         result.metrics,

@@ -21,6 +21,7 @@ hanging) and says which trainer class and which outputs this rank uses.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,11 @@ class DistributedTrainer(Trainer):
     """
 
     def __init__(self, model: torch.nn.Module, loss: Any, optimizer: Any, **kwargs: Any) -> None:
+        device = torch.device(kwargs.get("device", "cpu"))
+        if device.type == "cuda" and device.index is None and tdist.is_distributed():
+            # one GPU per rank: torchrun's LOCAL_RANK picks it
+            kwargs["device"] = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(kwargs["device"])
         super().__init__(model, tdist.GlobalBatchLoss(loss), optimizer, **kwargs)
         self.ddp: torch.nn.Module | None = None
         if tdist.is_distributed():
@@ -85,6 +91,11 @@ class DistributedContext:
     @property
     def trainer_class(self) -> type[Trainer]:
         return DistributedTrainer if self.enabled else Trainer
+
+    def close(self) -> None:
+        """Leave the process group (no-op when not distributed)."""
+        if self.enabled:
+            tdist.destroy_distributed()
 
 
 def distributed_context(

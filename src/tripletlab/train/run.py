@@ -188,6 +188,12 @@ def run_training(cfg: RunConfig, resume: bool = False) -> RunResult:
         A :class:`RunResult` with the test metrics, the baseline and the report path.
     """
     started = time.perf_counter()
+    # --- distributed hook (issue 6): under torchrun, join the process group (with a timeout);
+    # every rank trains (DDP, global mining), rank 0 alone writes config, logs, checkpoints,
+    # metrics and the report.
+    from tripletlab.train.distributed_training import distributed_context
+
+    dctx = distributed_context()
     run_dir = cfg.out_dir
     checkpoint = run_dir / "checkpoints" / "last.pt"
     if resume and not checkpoint.is_file():
@@ -197,7 +203,8 @@ def run_training(cfg: RunConfig, resume: bool = False) -> RunResult:
         if saved is not None and saved != cfg.to_dict():
             cfg = config_from_dict(saved)  # a resumed run keeps the config it started with
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    if dctx.is_main:  # issue 6: rank 0 only
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     if cfg.train.threads is not None:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)
@@ -226,9 +233,9 @@ def run_training(cfg: RunConfig, resume: bool = False) -> RunResult:
         "input_std": data.input_std,
         "class_names": data.class_names,
     }
-    logger = RunLogger(run_dir)
+    logger = RunLogger(run_dir) if dctx.is_main else None  # issue 6: rank 0 logs
     try:
-        trainer = Trainer(
+        trainer = dctx.trainer_class(  # issue 6: DistributedTrainer under torchrun
             model,
             loss,
             optimizer,
@@ -237,7 +244,7 @@ def run_training(cfg: RunConfig, resume: bool = False) -> RunResult:
             grad_clip=cfg.optim.grad_clip,
             device=cfg.train.device,
             logger=logger,
-            validate=validate,
+            validate=validate if dctx.is_main else None,  # issue 6
             validate_every=cfg.eval.validate_every,
             checkpoint_dir=run_dir / "checkpoints",
             checkpoint_every=cfg.train.checkpoint_every,
@@ -258,7 +265,12 @@ def run_training(cfg: RunConfig, resume: bool = False) -> RunResult:
         )
         train_seconds = time.perf_counter() - train_started
     finally:
-        logger.close()
+        if logger is not None:
+            logger.close()
+    if not dctx.is_main:  # issue 6: the other ranks are done; rank 0 evaluates and reports
+        dctx.close()
+        extra = {"rank": dctx.rank, "dataset": data.dataset, "n_test": len(data.y_test)}
+        return RunResult(run_dir, {}, {}, history, None, time.perf_counter() - started, extra)
 
     eval_started = time.perf_counter()
     test_emb = trainer.embed(data.x_test, cfg.eval.batch_size)
@@ -305,6 +317,7 @@ def run_training(cfg: RunConfig, resume: bool = False) -> RunResult:
     seconds = time.perf_counter() - started
     summary["total_seconds"] = seconds
     (run_dir / "metrics.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
+    dctx.close()  # issue 6: leave the process group (no-op in a single process)
     return RunResult(run_dir, metrics, baseline, history, report_path, seconds, summary)
 
 
