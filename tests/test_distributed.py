@@ -340,3 +340,39 @@ def test_a_dead_or_silent_rank_gives_a_clear_error_within_the_timeout(
     elapsed, message = (tmp_path / f"{mode}.txt").read_text().split("\n", 1)
     assert "rank 0 of 2" in message and "failed" in message, message
     assert float(elapsed) < 15
+
+
+@pytest.mark.slow
+def test_tripletlab_train_under_torchrun_two_ranks(tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node=2 -m tripletlab.cli train`: rank 0 alone writes and prints."""
+    import json
+    import subprocess
+    import sys
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = tmp_path / "run"
+    cmd = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "tripletlab.cli",
+        "train",
+        "--epochs",
+        "2",
+        "--max-samples",
+        "300",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("run directory:") == 1  # printed by rank 0 only
+    metrics = json.loads((out / "metrics.json").read_text())
+    steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+    assert len(steps) == metrics["steps"]  # one log, not one per rank
+    assert [s["step"] for s in steps] == list(range(1, metrics["steps"] + 1))
+    assert (out / "checkpoints" / "final.pt").is_file()
+    assert 0 <= metrics["test"]["precision_at_1"] <= 1
