@@ -8,6 +8,7 @@ from tripletlab.data.datasets import (
     encode_labels,
     load_dataset,
 )
+from tripletlab.data.distributed_sampler import DistributedPKSampler
 from tripletlab.data.idx import (
     fashion_mnist_dir,
     load_fashion_mnist,
@@ -29,6 +30,7 @@ from tripletlab.data.splits import (
 __all__ = [
     "BUILTIN_DATASETS",
     "SPLITS",
+    "DistributedPKSampler",
     "EmbeddingDataset",
     "Split",
     "encode_labels",

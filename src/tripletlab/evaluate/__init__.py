@@ -2,6 +2,7 @@
 
 from tripletlab.evaluate.clustering import clustering_metrics
 from tripletlab.evaluate.evaluator import evaluate_baseline, evaluate_embeddings
+from tripletlab.evaluate.gallery import GalleryIndex, IdentityMatches, verify_pairs
 from tripletlab.evaluate.knn import (
     DEFAULT_MEMORY_BUDGET,
     KNNBackend,
@@ -9,11 +10,15 @@ from tripletlab.evaluate.knn import (
     TorchKNN,
     iter_knn,
 )
+from tripletlab.evaluate.knn_faiss import FaissKNN, recall_at_k  # faiss itself loads lazily
 from tripletlab.evaluate.retrieval import retrieval_metrics
 from tripletlab.evaluate.verification import evaluate_verification, sample_pairs
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
+    "FaissKNN",
+    "GalleryIndex",
+    "IdentityMatches",
     "KNNBackend",
     "KNNResult",
     "TorchKNN",
@@ -22,6 +27,8 @@ __all__ = [
     "evaluate_embeddings",
     "evaluate_verification",
     "iter_knn",
+    "recall_at_k",
     "retrieval_metrics",
     "sample_pairs",
+    "verify_pairs",
 ]

@@ -20,6 +20,7 @@ from tripletlab.nn.batch_losses import (
 )
 from tripletlab.nn.losses import BatchContrastiveLoss, ContrastiveLoss, TripletMarginLoss
 from tripletlab.nn.networks import MLP, ConvNet, build_model, embed_triplets
+from tripletlab.nn.xbm import CrossBatchMemory, XBMLoss
 
 __all__ = [
     "ELU",
@@ -31,6 +32,7 @@ __all__ = [
     "BatchSemiHardTripletLoss",
     "ContrastiveLoss",
     "ConvNet",
+    "CrossBatchMemory",
     "FastSigmoid",
     "LeakyReLU",
     "PReLU",
@@ -40,6 +42,7 @@ __all__ = [
     "Sigmoid",
     "Tanh",
     "TripletMarginLoss",
+    "XBMLoss",
     "build_model",
     "embed_triplets",
     "get_activation",
