@@ -144,3 +144,17 @@ def test_iter_search_through_iter_knn_matches_one_search() -> None:
     assert [start for start, _ in parts] == [0, 64, 128, 192, 256]
     indices = torch.cat([r.indices for _, r in parts])
     assert torch.equal(indices, TorchKNN().search(refs, 5).indices)
+
+
+@bench
+@pytest.mark.parametrize("metric", ["sqeuclidean", "cosine"])
+def test_retrieval_metrics_with_faiss_flat_equal_the_torch_backend(metric: str) -> None:
+    knn_faiss = _faiss_knn()
+    from tripletlab.evaluate.retrieval import retrieval_metrics
+
+    gen = torch.Generator().manual_seed(7)
+    labels = torch.randint(0, 8, (500,), generator=gen)
+    emb = torch.randn(500, 12, generator=gen) + 0.8 * torch.nn.functional.one_hot(labels, 12)
+    want = retrieval_metrics(emb, labels, metric=metric)
+    got = retrieval_metrics(emb, labels, metric=metric, knn=knn_faiss.FaissKNN("flat"))
+    assert got == want
