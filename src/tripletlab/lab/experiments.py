@@ -144,6 +144,7 @@ def _rule_summary(traj: Trajectory, tol: float, horizon: int) -> dict:
         "grad_sq_peak_iteration": int(np.nanargmax(traj.grad_sq[:, 0])),
         "grad_sq_0": _finite_or_none(traj.grad_sq[0, 0]),
         "grad_sq_peak": _finite_or_none(np.nanmax(traj.grad_sq[:, 0])),
+        "grad_sq_final": _finite_or_none(traj.grad_sq[-1, 0]),
         "norm_0": float(traj.norm[0, 0]),
         "norm_final": _finite_or_none(traj.norm[-1, 0]),
         "norm_max": _finite_or_none(np.nanmax(traj.norm[:, 0])),
@@ -154,10 +155,12 @@ def _rule_summary(traj: Trajectory, tol: float, horizon: int) -> dict:
 
 
 def _bounds_along(problem: TripletProblem, traj: Trajectory) -> dict[str, np.ndarray]:
-    """True local smoothness of f and g, and every bound, along one trajectory: (T+1,) arrays."""
+    """True local smoothness of f (and for n = 1 of g and every bound) along one trajectory:
+    (T+1,) arrays."""
     P = traj.params
-    out = {"L_f": local_smoothness(problem, P)[:, 0], "L_g": local_smoothness_g(problem, P)[:, 0]}
-    if problem.n == 1:
+    out = {"L_f": local_smoothness(problem, P)[:, 0]}
+    if problem.n == 1:  # the bounds (and so L_g, which only M_g is compared with) need n = 1
+        out["L_g"] = local_smoothness_g(problem, P)[:, 0]
         with np.errstate(all="ignore"):
             out["M_g"] = np.array([mg_bound(problem, A)[0] for A in P])
             out["M_f"] = np.array([mf_bound(problem, A)[0] for A in P])

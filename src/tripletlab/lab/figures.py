@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 
 LABELS = {
@@ -32,6 +33,7 @@ LABELS = {
     "sgd": "SGD",
 }
 DPI = 80
+DATA_NAMES = {"seed": "seed-protocol triplet", "gaussian": "Gaussian classes", "digits": "digits"}
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -81,15 +83,20 @@ def _log_plot(ax, y: np.ndarray, label: str, **style) -> None:
 FLOOR = 1e-20
 
 
+def _floored(y: np.ndarray) -> np.ndarray:
+    """Finite values in [0, FLOOR] (exact zeros, underflow) drawn at FLOOR; NaN/inf stay hidden."""
+    return np.where(np.isfinite(y) & (y >= 0) & (y < FLOOR), FLOOR, y)
+
+
 def _clip(ax) -> None:
     """Keep the y axis above FLOOR so a curve that underflows does not flatten the others."""
     low, high = ax.get_ylim()
-    if low < FLOOR:
+    if low <= FLOOR * 1.0001:
         ax.set_ylim(FLOOR, high)
         ax.text(
             0.99,
             0.01,
-            f"clipped at {FLOOR:g}",
+            f"values below {FLOOR:g} drawn at {FLOOR:g}",
             transform=ax.transAxes,
             ha="right",
             va="bottom",
@@ -109,21 +116,22 @@ def descent_figure(
         traj = trajectories[rule]
         style = {"marker": "o", "markersize": 2.5, "linewidth": 1.2, "color": f"C{k}"}
         label = LABELS.get(rule, rule)
-        _log_plot(axes[0], traj.loss[:, 0], label, **style)
+        _log_plot(axes[0], _floored(traj.loss[:, 0]), label, **style)
         _log_plot(axes[1], traj.norm[:, 0], label, **style)
-        _log_plot(axes[2], traj.grad_sq[:, 0], label, **style)
+        _log_plot(axes[2], _floored(traj.grad_sq[:, 0]), label, **style)
     for ax, name in zip(axes, (r"$f(w^t)$", r"$\|w^t\|$", r"$\|\nabla f(w^t)\|^2$"), strict=True):
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("iteration t")
         ax.grid(alpha=0.3, which="both")
     for ax in (axes[0], axes[2]):
         _clip(ax)
-    axes[0].legend(fontsize=8)
+    axes[2].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     s = result["summary"]
     fig.suptitle(
         title
         or (
-            f"Gradient descent, {s['data']} seed {s['seed']}, m={s['m']}, d={s['d']}, "
+            f"Gradient descent, {DATA_NAMES.get(s['data'], s['data'])}, seed {s['seed']}, "
+            f"m={s['m']}, d={s['d']}, "
             f"n={s['n']}, alpha={s['alpha']:g}, mu={s['mu']:g}"
         ),
         fontsize=10,
@@ -203,9 +211,11 @@ def sweep_figure(result: dict, path: Path) -> Path:
         ax.set_xscale("log")
         ax.set_xticks(dims)
         ax.set_xticklabels([str(m) for m in dims])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("dimension m")
         ax.grid(alpha=0.3)
     axes[1].set_yscale("symlog", linthresh=1)
+    axes[1].set_ylim(bottom=0)
     axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(f"Sweep: alpha={cfg['alpha']:g}, mu={cfg['mu']:g}, lr={cfg['lr']:g}", fontsize=10)
     fig.tight_layout()

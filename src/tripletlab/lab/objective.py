@@ -110,6 +110,11 @@ def dc_gradients(
     return grad_g, grad_h
 
 
+def _weighted_gram(weights: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Σᵢ wᵢ xᵢxᵢᵀ for X of shape (S, n, k) → (S, k, k), as one batched GEMM."""
+    return np.matmul(np.swapaxes(X, 1, 2) * weights[:, None, :], X)
+
+
 def _kron_identity(M: np.ndarray, d: int) -> np.ndarray:
     """I_d ⊗ M for a batch of (S, m, m) matrices: the Hessian block structure of row-major vec(A)."""
     return np.einsum("ij,skl->sikjl", np.eye(d), M).reshape(M.shape[0], d * M.shape[1], -1)
@@ -133,8 +138,8 @@ def hessian(A: np.ndarray, u: np.ndarray, v: np.ndarray, alpha: float, mu: float
     s = activation(z, mu)
     curvature = np.zeros_like(s) if mu == 0 else s * (1.0 - s) / mu
     Z = _margin_gradients(A, u, v)
-    outer = np.einsum("sn,sni,snj->sij", curvature, Z, Z)
-    S_B = np.einsum("sn,sni,snj->sij", s, u, u) - np.einsum("sn,sni,snj->sij", s, v, v)
+    outer = _weighted_gram(curvature, Z)
+    S_B = _weighted_gram(s, u) - _weighted_gram(s, v)
     return (outer + 2.0 * _kron_identity(S_B, d)) / n
 
 
@@ -150,9 +155,9 @@ def dc_hessians(
     p = activation(margins(A, u, v, alpha), mu)
     curvature = np.zeros_like(p) if mu == 0 else p * (1.0 - p) / mu
     Z = _margin_gradients(A, u, v)
-    outer = np.einsum("sn,sni,snj->sij", curvature, Z, Z)
-    mix = np.einsum("sn,sni,snj->sij", p, u, u) + np.einsum("sn,sni,snj->sij", 1.0 - p, v, v)
-    vv = np.einsum("sni,snj->sij", v, v)
+    outer = _weighted_gram(curvature, Z)
+    mix = _weighted_gram(p, u) + _weighted_gram(1.0 - p, v)
+    vv = _weighted_gram(np.ones_like(p), v)
     return (outer + 2.0 * _kron_identity(mix, d)) / n, 2.0 * _kron_identity(vv, d) / n
 
 

@@ -79,14 +79,14 @@ def descent_markdown(result: dict) -> str:
     lines += [
         "",
         f"| rule | iterations to f ≤ tol | f at t = {s['horizon']} | monotone | first increase "
-        "| ‖∇f‖² peak at t | ‖w‖ final | first non-finite |",
-        "|---|---|---|---|---|---|---|---|",
+        "| ‖∇f‖² peak at t | ‖∇f‖² final | ‖w‖ final | first non-finite |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for rule, r in s["rules"].items():
         lines.append(
             f"| {LABELS.get(rule, rule)} | {_fmt(r['iterations_to_tol'])} | "
             f"{_fmt(r['f_at_horizon'])} | {_fmt(r['monotone'])} | {_fmt(r['first_increase'])} | "
-            f"{r['grad_sq_peak_iteration']} | {_fmt(r['norm_final'])} | "
+            f"{r['grad_sq_peak_iteration']} | {_fmt(r['grad_sq_final'])} | {_fmt(r['norm_final'])} | "
             f"{_fmt(r['first_nonfinite'])} |"
         )
     bound_rows = [
