@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -226,7 +227,9 @@ class GalleryIndex:
         if not path.is_file():
             raise FileNotFoundError(f"no gallery index at {path}")
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # a foreign pickle's protocol warning is noise here
+                warnings.simplefilter("ignore", UserWarning)
+                payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # unpickling errors of every kind mean "not our file"
             raise DataError(f"{path} is not a readable tripletlab gallery index ({exc})") from None
         if not isinstance(payload, dict) or payload.get("format") != GALLERY_FORMAT:
