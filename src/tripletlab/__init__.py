@@ -27,9 +27,20 @@ __all__ = [
     "ConvNet",
     "DataError",
     "PKSampler",
+    "TripletEmbedder",
     "TripletMarginLoss",
     "TripletlabError",
     "__version__",
     "build_model",
     "embed_triplets",
 ]
+
+
+def __getattr__(name: str):
+    # TripletEmbedder is imported lazily: it pulls in scikit-learn, whose import cost
+    # `import tripletlab` (and every CLI start) should not pay.
+    if name == "TripletEmbedder":
+        from tripletlab.estimator import TripletEmbedder
+
+        return TripletEmbedder
+    raise AttributeError(f"module 'tripletlab' has no attribute {name!r}")

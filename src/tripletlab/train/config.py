@@ -117,7 +117,9 @@ class TrainConfig(_Section):
         None, gt=0, description="default: about one pass over the training set"
     )
     device: str = "cpu"
-    threads: int | None = Field(None, gt=0, description="torch threads (default: torch's)")
+    threads: int | None = Field(
+        None, gt=0, description="torch CPU threads; default: 1 for the MLP, all for the CNN"
+    )
     checkpoint_every: int = Field(1, gt=0, description="epochs between checkpoints")
     progress: bool = Field(True, description="tqdm bars (only shown on a terminal)")
     # A test hook: SIGKILL this process after so many optimiser steps, to test --resume
