@@ -23,8 +23,10 @@ Conventions every backend follows:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -304,15 +306,44 @@ def _smallest_k_by_keys(block: Tensor, k: int, keys: Tensor) -> tuple[Tensor, Te
     The key of entry j is (bits of max(value, +0.0)) << 31 | j: non-negative IEEE floats
     order like their bit patterns, and negative values (rounding noise, −0.0) have negative
     int32 patterns, so clamping the integers at 0 is the same as clamping the distances at
-    +0.0. ``keys`` is a reusable (rows, N) int64 buffer.
+    +0.0. ``keys`` is a reusable (rows, N) int64 buffer, overwritten.
     """
     columns = torch.arange(block.shape[1], device=block.device)
     keys.copy_(block.view(torch.int32))
     keys.clamp_min_(0).bitwise_left_shift_(_INDEX_BITS).bitwise_or_(columns)
-    top = torch.topk(keys, k, dim=1, largest=False, sorted=True).values
+    if keys.device.type == "cpu":
+        top = _smallest_k_numpy(keys, k)
+    else:
+        top = torch.topk(keys, k, dim=1, largest=False, sorted=True).values
     idx = top.bitwise_and((1 << _INDEX_BITS) - 1)
     distances = top.bitwise_right_shift_(_INDEX_BITS).to(torch.int32).view(torch.float32)
     return distances, idx
+
+
+def _smallest_k_numpy(keys: Tensor, k: int) -> Tensor:
+    """Sorted k smallest int64 keys per row, on CPU.
+
+    numpy's in-place ``partition`` (introselect) and ``sort`` on plain int64 rows are about
+    3× faster than ``torch.topk`` on CPU, which selects (value, index) pairs; the key already
+    holds the index. Both release the GIL, so row groups run on ``torch.get_num_threads()``
+    threads.
+    """
+    array = keys.numpy()
+    n_threads = max(1, min(torch.get_num_threads(), len(array)))
+    bounds = np.linspace(0, len(array), n_threads + 1).astype(int)
+    out = np.empty((len(array), k), dtype=np.int64)
+
+    def select(part: int) -> None:
+        rows = slice(bounds[part], bounds[part + 1])
+        array[rows].partition(k - 1, axis=1)
+        out[rows] = np.sort(array[rows, :k], axis=1)
+
+    if n_threads == 1:
+        select(0)
+    else:
+        with ThreadPoolExecutor(n_threads) as pool:
+            list(pool.map(select, range(n_threads)))
+    return torch.from_numpy(out)
 
 
 def _smallest_k_by_sort(block: Tensor, k: int) -> tuple[Tensor, Tensor]:
