@@ -209,7 +209,7 @@ def test_bias_cancels_in_the_triplet_loss():
     np.testing.assert_allclose(mine[:, 0] - mine[:, 1], no_bias[:, 0] - no_bias[:, 1], atol=1e-12)
     u, v = x[:, :1] - x[:, 1:2], x[:, :1] - x[:, 2:3]
     ours = objective.smoothed_loss(A.numpy(), u, v, 0.1, 1.0)
-    assert ours[0] == pytest.approx(float(loss), rel=1e-12)
+    assert ours[0] == pytest.approx(float(loss.detach()), rel=1e-12)
 
 
 def test_bad_arguments_are_named():

@@ -5,7 +5,7 @@ Example:
     >>> from tripletlab.lab.experiments import descent_experiment
     >>> files = write_descent(descent_experiment(iterations=2), tempfile.mkdtemp())
     >>> sorted(p.name for p in files)[:2]
-    ['curves.csv', 'descent.png']
+    ['curves.csv', 'descent.json']
 """
 
 from __future__ import annotations
