@@ -25,7 +25,7 @@ import numpy as np
 from tripletlab.lab.problem import TripletProblem
 
 
-def seed_draw(seed: int, m: int = 2, d: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def seed_draw(seed: int, m: int = 2, d: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(x_a, x_p, x_n) of shape (3, m) and A0 of shape (d, m), drawn as the module docstring says."""
     rng = np.random.RandomState(seed)
     points = rng.rand(3, m)

@@ -166,7 +166,9 @@ def _armijo(problem, A, G, f, t, cfg):
     return backtracking(problem, A, G, f, np.full(problem.batch, cfg.armijo_init), cfg)
 
 
-def exact_single(problem: TripletProblem, A: np.ndarray, G: np.ndarray, cfg: StepSettings):
+def exact_single(
+    problem: TripletProblem, A: np.ndarray, G: np.ndarray, cfg: StepSettings
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact line search for one triplet (n = 1), in closed form: returns (η, unbounded).
 
     Along the ray, z(η) = z₀ − 2η·tr(GBAᵀ) + η²·tr(GBGᵀ) is a quadratic and f_μ is increasing in
@@ -183,7 +185,9 @@ def exact_single(problem: TripletProblem, A: np.ndarray, G: np.ndarray, cfg: Ste
     return np.where(unbounded, cfg.max_step, eta), unbounded
 
 
-def exact_general(problem: TripletProblem, A: np.ndarray, G: np.ndarray, cfg: StepSettings):
+def exact_general(
+    problem: TripletProblem, A: np.ndarray, G: np.ndarray, cfg: StepSettings
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact line search for any n: a log-spaced scan of η ∈ [0, max_step], then scipy's bounded
     Brent search in the bracket around the best scan point, per instance. Returns (η, unbounded)
     where unbounded marks a minimum at ``max_step``."""
@@ -213,7 +217,9 @@ def problem_row(problem: TripletProblem, s: int) -> TripletProblem:
     return TripletProblem(problem.u[s : s + 1], problem.v[s : s + 1], problem.alpha, problem.mu)
 
 
-def exact_step(problem, A, G, cfg):
+def exact_step(
+    problem: TripletProblem, A: np.ndarray, G: np.ndarray, cfg: StepSettings
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact line search: closed form for n = 1, scan + Brent otherwise. Returns (η, unbounded)."""
     if problem.n == 1:
         return exact_single(problem, A, G, cfg)
