@@ -74,6 +74,7 @@ class PreparedData:
     input_mean: float
     input_std: float
     dataset: str
+    raw_test: Tensor  # the test inputs as loaded (the baseline is computed on these)
 
 
 @dataclass
@@ -143,6 +144,7 @@ def prepare_data(cfg: RunConfig) -> PreparedData:
         mean,
         std,
         dataset.name,
+        x[test].float(),
     )
 
 
@@ -201,7 +203,9 @@ def run_training(cfg: RunConfig, resume: bool = False) -> RunResult:
     if resume:
         saved = load_checkpoint(checkpoint).get("config", {}).get("run")
         if saved is not None and saved != cfg.to_dict():
-            cfg = config_from_dict(saved)  # a resumed run keeps the config it started with
+            # A resumed run keeps the config it started with, except the kill test hook.
+            saved["train"]["kill_after_steps"] = cfg.train.kill_after_steps
+            cfg = config_from_dict(saved)
     run_dir.mkdir(parents=True, exist_ok=True)
     if dctx.is_main:  # issue 6: rank 0 only
         (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -284,14 +288,14 @@ def _run(
     test_emb = trainer.embed(data.x_test, cfg.eval.batch_size)
     metrics, verification = _evaluate(test_emb, data.y_test, cfg, full=True)
     baseline, baseline_verification = _evaluate(
-        _flat(data.x_test), data.y_test, cfg, full=True, raw=True
+        _flat(data.raw_test), data.y_test, cfg, full=True, raw=True
     )
     eval_seconds = time.perf_counter() - eval_started
     np.savez_compressed(
         run_dir / "test_embeddings.npz",
         embeddings=test_emb.numpy(),
         labels=data.y_test.numpy(),
-        raw=_flat(data.x_test).numpy(),
+        raw=_flat(data.raw_test).numpy(),
     )
     summary = {
         "dataset": data.dataset,
@@ -403,7 +407,7 @@ def evaluate_run(
     cfg = config_from_dict(meta["run"])
     if dataset is None:
         data = prepare_data(cfg)
-        x = data.x_test * meta["input_std"] + meta["input_mean"]
+        x = data.raw_test
         y, name = data.y_test, data.dataset
         raw = x.numpy()
     else:
