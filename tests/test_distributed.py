@@ -6,6 +6,7 @@ with a file-based rendezvous so parallel test runs never fight over a port.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -376,3 +377,61 @@ def test_tripletlab_train_under_torchrun_two_ranks(tmp_path: Path) -> None:
     assert [s["step"] for s in steps] == list(range(1, metrics["steps"] + 1))
     assert (out / "checkpoints" / "final.pt").is_file()
     assert 0 <= metrics["test"]["precision_at_1"] <= 1
+
+
+@pytest.mark.slow
+def test_torchrun_run_killed_mid_training_resumes_to_the_uninterrupted_result(
+    tmp_path: Path,
+) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+
+    def command(out: Path, *extra: str) -> list[str]:
+        return [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "tripletlab.cli",
+            "train",
+            "--epochs",
+            "12",
+            "--max-samples",
+            "300",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+            *extra,
+        ]
+
+    whole = subprocess.run(command(tmp_path / "whole"), capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    last = out / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 240
+    while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # torchrun starts each rank in its own session: kill the ranks by id, then the agent
+    ranks = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True
+    ).stdout.split()
+    for pid in [*map(int, ranks), proc.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "metrics.json").is_file(), "the run finished before it could be killed"
+    resumed = subprocess.run(command(out, "--resume"), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    want = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    got = json.loads((out / "metrics.json").read_text())
+    assert got["steps"] == want["steps"]
+    assert got["test"] == want["test"]
