@@ -91,7 +91,8 @@ def plot_training(
             label="epoch mean",
         )
     ax.set(title="training loss", xlabel="step", ylabel="loss")
-    ax.legend(fontsize=8)
+    if len(steps) or len(epochs):
+        ax.legend(fontsize=8)
 
     ax = axes[1]
     drawn = False
