@@ -144,12 +144,15 @@ def _chunk_scores(
     for kk in ks:
         scores[f"recall_at_{kk}"] = match[:, : min(kk, k)].any(dim=1).double()
     ranks = torch.arange(1, k + 1, device=match.device)
-    relevant = match & (ranks[None, :] <= r[:, None])
-    scores["r_precision"] = relevant.sum(dim=1, dtype=torch.float64) / r
-    precision_at_hits = relevant.cumsum(dim=1, dtype=torch.float64)
-    precision_at_hits.mul_(relevant).div_(ranks.to(torch.float64))
+    # With balanced classes every query has R = k and every position counts: no mask.
+    uniform = bool((r == k).all())
+    relevant = match if uniform else match & (ranks[None, :] <= r[:, None])
+    hits_so_far = relevant.cumsum(dim=1, dtype=torch.float64)
+    # Every rank up to R is inside the list (k ≥ R), so hits within the first R are there.
+    scores["r_precision"] = hits_so_far.gather(1, (r - 1)[:, None]).squeeze(1) / r
+    precision_at_hits = hits_so_far.div_(ranks.to(torch.float64)).mul_(relevant)
     scores["map_at_r"] = precision_at_hits.sum(dim=1) / r
-    del precision_at_hits
+    del precision_at_hits, hits_so_far
     votes = _majority_vote(neighbour_labels[:, :knn_k])
     scores["knn_accuracy"] = (votes == query_labels).double()
     return scores
