@@ -45,8 +45,7 @@ def clustering_metrics(
     if n_classes < 2:
         raise DataError("clustering metrics need at least two classes")
     x = embeddings.detach().cpu().to(torch.float64).numpy()
-    n_clusters = min(n_classes, len(np.unique(x, axis=0)))
-    clusters = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit_predict(x)
+    clusters = KMeans(n_clusters=n_classes, n_init=n_init, random_state=seed).fit_predict(x)
     return {
         "nmi": float(normalized_mutual_info_score(y, clusters)),
         "ami": float(adjusted_mutual_info_score(y, clusters)),

@@ -89,8 +89,10 @@ class TorchKNN:
     a composite int64 key ``(float32 distance bits << 31) | reference index``, which orders
     by distance and then by index exactly and deterministically (non-negative IEEE floats
     order like their bit patterns). float64 inputs are kept in float64 and use a stable
-    sort instead. Working memory: about 12 bytes per block entry (the float32 block and
-    its keys), both allocated once and reused by every chunk.
+    sort instead. On CPU the keys are built, selected (numpy ``partition``) and sorted a few
+    rows at a time per thread, so the working memory is the float32 block (4 bytes per
+    entry) and small per-thread scratch; on CUDA ``torch.topk`` runs on a full int64 key
+    block (12 bytes per entry in all). Buffers are allocated once and reused by every chunk.
 
     Args:
         memory_budget_bytes: working memory for one distance block (the chunk size is
@@ -130,7 +132,8 @@ class TorchKNN:
         return f"TorchKNN(memory_budget_bytes={self.memory_budget_bytes}, device={self.device})"
 
     def chunk_rows(self, n_references: int, k: int) -> int:
-        """Query rows per distance block: the block, its int64 keys and the top-k fit the budget."""
+        """Query rows per distance block such that the block, its keys (the CUDA path's
+        upper bound: 12 bytes per entry, rounded up to 16) and the top-k fit the budget."""
         bytes_per_row = 16 * max(n_references, 1) + 16 * k
         return max(1, self.memory_budget_bytes // bytes_per_row)
 
