@@ -136,3 +136,20 @@ def test_bad_inputs_are_named():
         TorchKNN().search(torch.randn(2, 2), 1, torch.randn(3, 2), exclude=torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="memory_budget_bytes"):
         TorchKNN(memory_budget_bytes=0)
+
+
+def test_torch_topk_key_path_equals_the_numpy_path():
+    # The CUDA path (torch.topk on int64 keys) checked on CPU against the numpy path,
+    # including negative rounding noise, −0.0, +inf (an excluded entry) and duplicates.
+    from tripletlab.evaluate.knn import _smallest_k_numpy, _smallest_k_torch
+
+    g = torch.Generator().manual_seed(7)
+    block = torch.rand(13, 50, generator=g)
+    block[:, 5] = block[:, 6]
+    block[0, :3] = torch.tensor([-1e-7, -0.0, float("inf")])
+    keys = torch.empty(13, 50, dtype=torch.int64)
+    for k in (1, 7, 50):
+        expected = _smallest_k_numpy(block.clone(), k)
+        assert torch.equal(_smallest_k_torch(block.clone(), k, keys), expected)
+    top = _smallest_k_numpy(block, 3)
+    assert (top[0] & (2**31 - 1)).tolist()[:2] == [0, 1]  # −1e-7 and −0.0 count as +0.0

@@ -312,16 +312,22 @@ def _smallest_k_by_keys(block: Tensor, k: int, keys: Tensor) -> tuple[Tensor, Te
     int32 patterns, so clamping the integers at 0 is the same as clamping the distances at
     +0.0. ``keys`` is a reusable int64 scratch buffer (CUDA: (rows, N); CPU: unused).
     """
-    if block.device.type == "cpu":
-        top = _smallest_k_numpy(block, k)
-    else:
-        columns = torch.arange(block.shape[1], device=block.device)
-        keys.copy_(block.view(torch.int32))
-        keys.clamp_min_(0).bitwise_left_shift_(_INDEX_BITS).bitwise_or_(columns)
-        top = torch.topk(keys, k, dim=1, largest=False, sorted=True).values
+    top = (
+        _smallest_k_numpy(block, k)
+        if block.device.type == "cpu"
+        else _smallest_k_torch(block, k, keys)
+    )
     idx = top.bitwise_and((1 << _INDEX_BITS) - 1)
     distances = top.bitwise_right_shift_(_INDEX_BITS).to(torch.int32).view(torch.float32)
     return distances, idx
+
+
+def _smallest_k_torch(block: Tensor, k: int, keys: Tensor) -> Tensor:
+    """Sorted k smallest int64 keys per row with ``torch.topk`` (any device; used on CUDA)."""
+    columns = torch.arange(block.shape[1], device=block.device)
+    keys.copy_(block.view(torch.int32))
+    keys.clamp_min_(0).bitwise_left_shift_(_INDEX_BITS).bitwise_or_(columns)
+    return torch.topk(keys, k, dim=1, largest=False, sorted=True).values
 
 
 _ROWS_PER_STEP = 8  # keys of 8 rows stay in cache between building, selecting and sorting
