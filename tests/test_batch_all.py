@@ -193,3 +193,37 @@ def test_bad_input_raises_clear_errors():
         batch_all_triplet_loss(x * float("nan"), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="together"):
         batch_all_triplet_loss(x, torch.zeros(4, dtype=torch.long), ref_embeddings=x)
+
+
+@pytest.mark.parametrize("smoothing", [None, 0.4])
+def test_binary_search_path_equals_comparison_path(monkeypatch, smoothing):
+    # above _COMPARE_MAX_K positives the bucketing uses searchsorted; force it on a small batch
+    from tripletlab.functional import batch_all as module
+
+    x, y = random_batch(11, 30, 3)
+    kwargs = dict(margin=1.0, smoothing=smoothing, reduction="none")
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    by_comparison = batch_all_triplet_loss(a, y, **kwargs)
+    monkeypatch.setattr(module, "_COMPARE_MAX_K", 0)
+    by_search = batch_all_triplet_loss(b, y, memory_budget=1, **kwargs)
+    torch.testing.assert_close(by_search, by_comparison)
+    torch.testing.assert_close(by_search, batch_all_reference(x, y, **kwargs))
+    by_comparison.sum().backward()
+    by_search.sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_many_positives_take_the_search_path():
+    # 40 samples of one class: 39 positives per anchor > _COMPARE_MAX_K
+    x, y = random_batch(12, 50, 1)
+    y = torch.cat([torch.zeros(40, dtype=torch.long), torch.arange(1, 11)])
+    got = batch_all_triplet_loss(x, y, margin=1.0, reduction="sum")
+    torch.testing.assert_close(got, batch_all_reference(x, y, margin=1.0, reduction="sum"))
+
+
+def test_gradcheck_of_the_symmetric_distance_backward():
+    from tripletlab.functional._batch_input import _SelfSquaredDistances
+
+    x, _ = random_batch(13, 7, 1)
+    x.requires_grad_()
+    assert torch.autograd.gradcheck(_SelfSquaredDistances.apply, (x,))

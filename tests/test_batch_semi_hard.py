@@ -102,3 +102,16 @@ def test_module():
         BatchSemiHardTripletLoss(fallback="easiest")(x, y),
         batch_semi_hard_triplet_loss(x, y, fallback="easiest"),
     )
+
+
+def test_binary_search_path_equals_comparison_path(monkeypatch):
+    from tripletlab.functional import batch_semi_hard as module
+
+    x, y = random_batch(11, 30, 3)
+    by_comparison = batch_semi_hard_triplet_loss(x, y, margin=1.0, reduction="none")
+    monkeypatch.setattr(module, "_COMPARE_MAX_K", 0)
+    by_search = batch_semi_hard_triplet_loss(x, y, margin=1.0, reduction="none")
+    torch.testing.assert_close(by_search, by_comparison)
+    torch.testing.assert_close(
+        by_search, batch_semi_hard_reference(x, y, margin=1.0, reduction="none")
+    )

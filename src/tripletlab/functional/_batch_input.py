@@ -9,7 +9,7 @@ columns (its positives and, without a reference set, itself), which are at most 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -20,8 +20,9 @@ from tripletlab.functional._validation import (
     check_labels,
     check_nonnegative,
     check_smoothing,
+    compute_dtype,
 )
-from tripletlab.functional.distances import METRICS, pairwise_distances
+from tripletlab.functional.distances import METRICS, pairwise_distances, row_distance, safe_sqrt
 from tripletlab.functional.positives import positive_index_matrix
 
 #: Default bound, in bytes, on the temporaries a batch loss allocates at once (per row chunk).
@@ -32,7 +33,7 @@ DEFAULT_MEMORY_BUDGET = 256 * 2**20
 class BatchInput:
     """The distance matrix of a batch and the index of its positives."""
 
-    distances: Tensor  # (B, M), in the compute dtype, differentiable
+    distances: Tensor  # (B, M), in the compute dtype (differentiable unless asked otherwise)
     labels: Tensor  # (B,) int64
     ref_labels: Tensor  # (M,) int64 (the batch labels themselves when there is no reference)
     positives: Tensor  # (B, K) int64 column indices
@@ -41,6 +42,9 @@ class BatchInput:
     num_negatives: Tensor  # (B,) int64, N_a
     excluded: Tensor  # (B, E) int64 columns that are not negatives (positives, self, padding)
     has_excluded: Tensor  # (B,) bool, False where the row has no excluded column at all
+    embeddings: Tensor | None = None  # (B, D) anchors, compute dtype (attached to the graph)
+    ref_embeddings: Tensor | None = None  # (M, D) columns (the batch itself without a reference)
+    metric: str = "sqeuclidean"
 
     @property
     def self_case(self) -> bool:
@@ -62,6 +66,12 @@ class BatchInput:
     def negative_mask(self, rows: slice = slice(None)) -> Tensor:
         """(rows, M) bool mask of negatives (different label)."""
         return self.labels[rows, None] != self.ref_labels[None, :]
+
+    def pair_distances(self, rows: Tensor, columns: Tensor) -> Tensor:
+        """Differentiable D(rows[i], columns[i]) recomputed from the embeddings (any shape)."""
+        a = self.embeddings[rows.reshape(-1)]
+        c = self.ref_embeddings[columns.reshape(-1)]
+        return row_distance(a, c, self.metric).reshape(rows.shape)
 
     def fill_excluded_(
         self, values: Tensor, fill: float | int, rows: slice = slice(None)
@@ -92,23 +102,76 @@ def prepare_batch(
     metric: str,
     ref_embeddings: Tensor | None = None,
     ref_labels: Tensor | None = None,
+    differentiable: bool = True,
 ) -> BatchInput:
-    """Validate a batch, compute its distance matrix and positive index."""
+    """Validate a batch, compute its distance matrix and positive index.
+
+    With ``differentiable=False`` the distance matrix is computed without autograd: losses
+    that depend on a few selected distances only (batch-hard, semi-hard) select with it and
+    recompute the selected distances from the embeddings (:meth:`BatchInput.pair_distances`),
+    so their backward pass is O(B·D) instead of a B×B matrix and two GEMMs.
+    """
     embeddings = check_embeddings(embeddings, "embeddings")
     labels = check_labels(labels, embeddings.shape[0]).long()
     if (ref_embeddings is None) != (ref_labels is None):
         raise ValueError("ref_embeddings and ref_labels must be given together")
     self_case = ref_embeddings is None
     if self_case:
-        distances = pairwise_distances(embeddings, metric=metric)
         ref = labels
     else:
         ref_embeddings = check_embeddings(ref_embeddings, "ref_embeddings")
         ref = check_labels(ref_labels, ref_embeddings.shape[0], "ref_labels").long()
         if ref.device != labels.device:
             raise ValueError("labels and ref_labels must be on the same device")
-        distances = pairwise_distances(embeddings, ref_embeddings, metric=metric)
-    return index_batch(distances, labels, None if self_case else ref)
+        if ref_embeddings.shape[1] != embeddings.shape[1]:
+            raise ValueError(
+                "embeddings and ref_embeddings must have the same dimension; got "
+                f"{embeddings.shape[1]} and {ref_embeddings.shape[1]}"
+            )
+    with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+        distances = batch_distances(embeddings, metric, ref_embeddings)
+    batch = index_batch(distances, labels, None if self_case else ref)
+    dtype = distances.dtype
+    columns = embeddings if self_case else ref_embeddings
+    return replace(
+        batch, embeddings=embeddings.to(dtype), ref_embeddings=columns.to(dtype), metric=metric
+    )
+
+
+def batch_distances(embeddings: Tensor, metric: str, ref_embeddings: Tensor | None) -> Tensor:
+    """The (B, M) distance matrix; the batch against itself gets a leaner backward pass.
+
+    For ``"sqeuclidean"``/``"euclidean"`` without a reference set the values are those of
+    :func:`~tripletlab.functional.pairwise_distances` (same operations), but the backward pass
+    is written from ``∂L/∂x_a = 2 Σ_n (G_an + G_na)(x_a − x_n)``: two GEMMs and two row/column
+    sums, without autograd's clamp and diagonal-mask passes over B×B tensors.
+    """
+    if ref_embeddings is not None or metric == "cosine" or embeddings.shape[0] == 0:
+        return pairwise_distances(embeddings, ref_embeddings, metric=metric)
+    x = embeddings.to(compute_dtype(embeddings))
+    squared = _SelfSquaredDistances.apply(x)
+    return squared if metric == "sqeuclidean" else safe_sqrt(squared)
+
+
+class _SelfSquaredDistances(torch.autograd.Function):
+    """‖x_a − x_n‖² for all pairs of rows of x, with a symmetric one-GEMM backward."""
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        # the operations of pairwise_distances: centre (exact in distances), GEMM, clamp
+        xc = x - x.mean(dim=0, keepdim=True)
+        sq = (xc * xc).sum(dim=1)
+        squared = torch.addmm(sq[:, None] + sq[None, :], xc, xc.T, alpha=-2).clamp_min_(0)
+        squared.fill_diagonal_(0)
+        ctx.save_for_backward(xc)
+        return squared
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (xc,) = ctx.saved_tensors
+        # (G + Gᵀ) x as two GEMMs: cheaper than materialising the transposed sum
+        row_weight = grad.sum(1) + grad.sum(0)
+        return 2 * (row_weight[:, None] * xc - torch.addmm(grad @ xc, grad.T, xc))
 
 
 def index_batch(distances: Tensor, labels: Tensor, ref_labels: Tensor | None) -> BatchInput:
@@ -145,7 +208,10 @@ def index_batch(distances: Tensor, labels: Tensor, ref_labels: Tensor | None) ->
 
 def empty_batch_terms(batch: BatchInput) -> tuple[Tensor, Tensor]:
     """Per-anchor zero losses still attached to the graph (zero gradient), and zero counts."""
-    zero = batch.distances.sum(1) * 0
+    if batch.distances.requires_grad or batch.embeddings is None:
+        zero = batch.distances.sum(1) * 0
+    else:  # the distances were computed without autograd: attach to the embeddings instead
+        zero = batch.embeddings.sum(1) * 0 + batch.ref_embeddings.sum() * 0
     return zero, torch.zeros(batch.num_anchors, dtype=torch.long, device=zero.device)
 
 

@@ -3,10 +3,11 @@
     L_a = h(max_p D(a, p) − min_n D(a, n) + m)   for every anchor with a positive and a negative,
 
 h the hinge or ``μ·softplus(x/μ)``; μ = 1 with m = 0 is the paper's soft margin
-``softplus(d_ap − d_an)``. O(B²) time and memory: the hardest positive is a max over the
+``softplus(d_ap − d_an)``. O(B²) time and memory: the hardest positive is an argmax over the
 (B, K) gathered positive distances, the hardest negative an argmin over the distance matrix
-with the K + 1 non-negative columns of each row masked in place. The gradient flows through
-two gathers only.
+with the K + 1 non-negative columns of each row masked. The matrix is computed without
+autograd; the 2B selected distances are recomputed from the embeddings, so the backward pass
+is O(B·D) (no B×B gradient, no backward GEMMs).
 
 Reference: Hermans, Beyer & Leibe 2017, "In Defense of the Triplet Loss for Person
 Re-Identification", §2.
@@ -69,13 +70,17 @@ def batch_hard_triplet_loss(
         0.185
     """
     margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
-    batch = prepare_batch(embeddings, labels, metric, ref_embeddings, ref_labels)
+    batch = prepare_batch(
+        embeddings, labels, metric, ref_embeddings, ref_labels, differentiable=False
+    )
     valid = (batch.num_positives > 0) & (batch.num_negatives > 0)
     if batch.k == 0 or batch.num_columns == 0:
         per_anchor, _ = empty_batch_terms(batch)
     else:
-        d_ap = hardest_positive_distance(batch)
-        d_an = batch.distances.gather(1, hardest_negative_index(batch)[:, None]).squeeze(1)
+        # select on the (non-differentiable) matrix, recompute the 2B selected distances
+        rows = torch.arange(batch.num_anchors, device=batch.labels.device)
+        d_ap = batch.pair_distances(rows, hardest_positive_index(batch))
+        d_an = batch.pair_distances(rows, hardest_negative_index(batch))
         per_anchor = torch.where(valid, smooth_hinge(d_ap - d_an + margin, smoothing), 0)
     num_terms = valid.sum()
     num_active = (per_anchor.detach() > 0).sum()
@@ -88,10 +93,12 @@ def batch_hard_triplet_loss(
     return loss, batch_stats(batch, margin, num_active, num_terms)
 
 
-def hardest_positive_distance(batch: BatchInput) -> Tensor:
-    """(B,) largest D(a, p) over each anchor's positives (−inf without one), differentiable."""
-    d_ap = batch.distances.gather(1, batch.positives)
-    return torch.where(batch.positive_mask, d_ap, -math.inf).max(1).values
+def hardest_positive_index(batch: BatchInput) -> Tensor:
+    """(B,) column of each anchor's farthest positive (arbitrary for anchors without one)."""
+    with torch.no_grad():
+        d_ap = batch.distances.detach().gather(1, batch.positives)
+        slot = torch.where(batch.positive_mask, d_ap, -math.inf).argmax(1)
+        return batch.positives.gather(1, slot[:, None]).squeeze(1)
 
 
 def hardest_negative_index(batch: BatchInput) -> Tensor:

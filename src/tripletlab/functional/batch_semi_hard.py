@@ -9,8 +9,9 @@ TF-Addons' ``triplet_semihard_loss``), or ``"skip"`` (the pair is left out).
 O(B² log K) time and O(B²) memory by bucketing: per anchor sort its K values d_ap; one
 ``searchsorted`` puts every negative in the bucket r = #{d_ap < d_an}; a per-bucket minimum
 (``scatter_reduce`` amin) followed by a suffix minimum over buckets gives, for the i-th
-smallest d_ap, the closest negative among buckets r > i. The gradient flows through gathers
-of the selected distances only.
+smallest d_ap, the closest negative among buckets r > i. The matrix is computed without
+autograd and the B·K selected distances are recomputed from the embeddings: the backward
+pass is O(B·K·D).
 
 This is FaceNet's definition (one negative per pair). pytorch-metric-learning's
 ``TripletMarginMiner("semihard")`` differs: it keeps *every* triplet with
@@ -33,7 +34,6 @@ from tripletlab.functional._batch_input import (
     check_batch_arguments,
     empty_batch_terms,
     prepare_batch,
-    row_chunks,
 )
 from tripletlab.functional._validation import check_choice
 from tripletlab.functional.batch_hard import easiest_negative_index
@@ -88,7 +88,9 @@ def batch_semi_hard_triplet_loss(
     """
     margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
     check_choice(fallback, "fallback", FALLBACKS)
-    batch = prepare_batch(embeddings, labels, metric, ref_embeddings, ref_labels)
+    batch = prepare_batch(
+        embeddings, labels, metric, ref_embeddings, ref_labels, differentiable=False
+    )
     if batch.k == 0 or batch.num_columns == 0:
         per_anchor, _ = empty_batch_terms(batch)
         pair_valid = batch.positive_mask
@@ -100,8 +102,11 @@ def batch_semi_hard_triplet_loss(
         pair_valid = batch.positive_mask & (batch.num_negatives > 0)[:, None]
         if fallback == "skip":
             pair_valid = pair_valid & found
-        d_ap = batch.distances.gather(1, batch.positives)
-        d_an = batch.distances.gather(1, columns)
+        # selected on the (non-differentiable) matrix; the B·K pairs are recomputed
+        rows = torch.arange(batch.num_anchors, device=batch.labels.device)[:, None]
+        rows = rows.expand_as(columns)
+        d_ap = batch.pair_distances(rows, batch.positives)
+        d_an = batch.pair_distances(rows, columns)
         values = torch.where(pair_valid, smooth_hinge(d_ap - d_an + margin, smoothing), 0)
         per_anchor = values.sum(1)
     num_terms = pair_valid.sum()
@@ -135,12 +140,17 @@ def semi_hard_negative_index(
         bucket_min = torch.full((n_anchor, k + 1), math.inf, dtype=d.dtype, device=d.device)
         bucket_col = torch.full((n_anchor, k + 1), n_col, dtype=torch.long, device=d.device)
         column_ids = torch.arange(n_col, device=d.device)
-        for rows in row_chunks(n_anchor, 40 * max(1, n_col), memory_budget):
+        # cache-sized row blocks (at most the memory budget)
+        step = max(1, min(_BLOCK_ELEMENTS // max(1, n_col), memory_budget // (40 * max(1, n_col))))
+        for start in range(0, n_anchor, step):
+            rows = slice(start, min(n_anchor, start + step))
             values = batch.fill_excluded_(d[rows].clone(), math.inf, rows)
             # bucket r = #{d_ap < d_an}: farther than the r smallest positives
-            bucket = torch.searchsorted(lower[rows].contiguous(), values, right=False)
+            bucket = _count_below(lower[rows], values)
             mins = bucket_min[rows].scatter_reduce_(1, bucket, values, "amin")
-            is_min = (values == mins.gather(1, bucket)) & torch.isfinite(values)
+            # (an all-inf bucket may pick an excluded column: it is never "found" and, for
+            # the fallback, only in rows without any negative, whose pairs are invalid)
+            is_min = values == mins.gather(1, bucket)
             candidates = torch.where(is_min, column_ids, n_col)
             bucket_col[rows].scatter_reduce_(1, bucket, candidates, "amin")
         # suffix minimum over buckets r ≥ j (flip, cumulative min, flip back)
@@ -153,3 +163,23 @@ def semi_hard_negative_index(
         columns = torch.empty_like(batch.positives).scatter_(1, order, suffix_col[:, 1:])
         found = torch.empty_like(batch.positive_mask).scatter_(1, order, found_sorted)
         return columns, found & batch.positive_mask, suffix_col[:, 0]
+
+
+#: Elements of a row block processed at once (fits in L2 cache).
+_BLOCK_ELEMENTS = 2**19
+#: Up to this many positives, bucket indices are counted by comparisons (faster on CPU than
+#: a binary search); above, by ``searchsorted``.
+_COMPARE_MAX_K = 32
+
+
+def _count_below(sorted_thresholds: Tensor, values: Tensor) -> Tensor:
+    """(rows, M) int64 #{i : t_i < value} for per-row thresholds (rows, K), +inf padded."""
+    k = sorted_thresholds.shape[1]
+    if k > _COMPARE_MAX_K:
+        return torch.searchsorted(sorted_thresholds.contiguous(), values, right=False)
+    count = torch.zeros(values.shape, dtype=torch.uint8, device=values.device)
+    below = torch.empty(values.shape, dtype=torch.bool, device=values.device)
+    for i in range(k):
+        torch.lt(sorted_thresholds[:, i : i + 1], values, out=below)
+        count.add_(below)
+    return count.long()

@@ -1,0 +1,1 @@
+"""Benchmarks of tripletlab against its peers (scripts; results in benchmarks/results/)."""
