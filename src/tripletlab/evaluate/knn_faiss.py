@@ -88,7 +88,7 @@ class FaissIndex:
 
     def _prepare(self, queries: Tensor) -> Tensor:
         q = queries.detach().to("cpu", torch.float32)
-        if self.metric == "cosine":
+        if self.center is None:  # cosine
             return torch.nn.functional.normalize(q, dim=1, eps=_COSINE_EPS)
         return q - self.center
 

@@ -52,6 +52,9 @@ class CrossBatchMemory(nn.Module):
         [1, 2, 3]
     """
 
+    embeddings: Tensor
+    labels: Tensor
+
     def __init__(self, size: int, embedding_dim: int, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.size = _check_positive_int(size, "size")

@@ -318,13 +318,15 @@ class TripletBatches:
         self, embeddings: Tensor, labels: Tensor, return_stats: bool = False
     ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         """Triplet margin loss (mean) of the current batch's triplets."""
+        if self._local is None:
+            raise RuntimeError("TripletBatches.loss is called for the batch just yielded")
         local = self._local.to(embeddings.device)
         value = triplet_margin_loss(
             embeddings[local[:, 0]],
             embeddings[local[:, 1]],
             embeddings[local[:, 2]],
             margin=self.margin,
-            metric=self.metric,
+            metric=self.metric,  # type: ignore[arg-type]
             reduction="none",
         )
         mean = value.mean() if value.numel() else embeddings.sum() * 0

@@ -88,18 +88,20 @@ def read_samples(path: str | Path, in_shape: tuple[int, ...] | None = None) -> n
             image.load()
         except (OSError, UnidentifiedImageError) as exc:
             raise DataError(f"{path}: cannot read the image ({exc})") from None
+        converted: Image.Image = image
         if in_shape is not None and len(in_shape) == 3:
             mode = "L" if in_shape[0] == 1 else "RGB"
-            image = image.convert(mode).resize((in_shape[2], in_shape[1]), Image.BILINEAR)
-        array = np.asarray(image, dtype=np.float32) / 255.0
+            size = (in_shape[2], in_shape[1])
+            converted = image.convert(mode).resize(size, Image.Resampling.BILINEAR)
+        array = np.asarray(converted, dtype=np.float32) / 255.0
         array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
         return array[None]
     from tripletlab.train.run import read_input
 
     samples = read_input(path)
-    one_sample = in_shape is not None and samples.size == int(np.prod(in_shape))
-    if one_sample and samples.shape[1:] != tuple(in_shape):  # saved without its batch axis
-        samples = samples.reshape(1, *in_shape)
+    shape = None if in_shape is None else tuple(in_shape)
+    if shape is not None and samples.size == int(np.prod(shape)) and samples.shape[1:] != shape:
+        samples = samples.reshape(1, *shape)  # one sample saved without its batch axis
     return samples
 
 
@@ -182,6 +184,7 @@ def search_index(
             f"the checkpoint of {run_dir} changed since {index_path} was built; its embeddings "
             "would not match — rebuild the index with `tripletlab index`"
         )
+    ids = index.ids or []
     results = []
     for path, embeddings in zip(queries, _embed(run_dir, list(queries)), strict=True):
         found = index.search(embeddings, top_k, backend=backend)
@@ -200,7 +203,7 @@ def search_index(
                         "identity": index.name_of(label),
                         "label": label,
                         "distance": distance,
-                        "id": index.ids[g],
+                        "id": ids[g],
                         "same": None if index.threshold is None else distance <= index.threshold,
                     }
                 )
