@@ -135,3 +135,21 @@ def test_bad_labels_are_named():
         retrieval_metrics(torch.randn(4, 2), torch.tensor([0, 1]))
     with pytest.raises(TypeError, match="integer"):
         retrieval_metrics(torch.randn(2, 2), torch.tensor([0.0, 1.0]))
+
+
+def test_average_precision_paths_agree():
+    # The torch path (used off-CPU) and the numpy path (CPU) of the per-row sums.
+    from tripletlab.evaluate.retrieval import (
+        _hits_and_average_precision,
+        _hits_and_average_precision_torch,
+    )
+
+    g = torch.Generator().manual_seed(9)
+    relevant = torch.rand(17, 40, generator=g) < 0.3
+    relevant[3] = False
+    relevant[4] = True
+    hits, ap = _hits_and_average_precision(relevant)
+    hits_t, ap_t = _hits_and_average_precision_torch(relevant)
+    assert torch.equal(hits, hits_t)
+    torch.testing.assert_close(ap, ap_t, rtol=1e-14, atol=1e-14)
+    assert hits[3] == 0 and ap[3] == 0 and hits[4] == 40 and ap[4] == 40

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -105,6 +106,10 @@ def retrieval_metrics(
         return result
 
     k_search = min(eligible, max(int(relevant_counts.max()), max(ks), knn_k))
+    # Labels renumbered 0…C−1 in int32: the (chunk × k) gather writes half the bytes.
+    _, inverse = torch.unique(torch.cat([reference_labels, labels]), return_inverse=True)
+    compact_labels = inverse[: len(reference_labels)].to(torch.int32)
+    compact_queries = inverse[len(reference_labels) :].to(torch.int32)
     per_query = {name: torch.empty(n_queries, dtype=torch.float64) for name in names}
     rows = max(1, memory_budget_bytes // (16 * len(references) + 48 * k_search))
     query_ids = answerable.nonzero().squeeze(1)
@@ -121,8 +126,8 @@ def retrieval_metrics(
     for start, found in chunks:
         ids = query_ids[start : start + len(found.indices)]
         scores = _chunk_scores(
-            reference_labels[found.indices.to(labels.device)],
-            labels[ids],
+            compact_labels[found.indices.to(labels.device)],
+            compact_queries[ids],
             relevant_counts[ids],
             ks,
             min(knn_k, k_search),
@@ -147,15 +152,39 @@ def _chunk_scores(
     # With balanced classes every query has R = k and every position counts: no mask.
     uniform = bool((r == k).all())
     relevant = match if uniform else match & (ranks[None, :] <= r[:, None])
-    hits_so_far = relevant.cumsum(dim=1, dtype=torch.float64)
-    # Every rank up to R is inside the list (k ≥ R), so hits within the first R are there.
-    scores["r_precision"] = hits_so_far.gather(1, (r - 1)[:, None]).squeeze(1) / r
-    precision_at_hits = hits_so_far.div_(ranks.to(torch.float64)).mul_(relevant)
-    scores["map_at_r"] = precision_at_hits.sum(dim=1) / r
-    del precision_at_hits, hits_so_far
+    hits, average_precision = _hits_and_average_precision(relevant)
+    scores["r_precision"] = hits / r
+    scores["map_at_r"] = average_precision / r
     votes = _majority_vote(neighbour_labels[:, :knn_k])
     scores["knn_accuracy"] = (votes == query_labels).double()
     return scores
+
+
+def _hits_and_average_precision(relevant: Tensor) -> tuple[Tensor, Tensor]:
+    """Per row: the number of relevant entries, and Σ over them of P(i) = hits so far / i.
+
+    On CPU only the relevant positions are visited (numpy ``flatnonzero`` + ``bincount``):
+    the m-th relevant entry of a row, at rank i, adds m / i. Elsewhere one cumulative sum
+    over the whole (C, k) matrix. Both in float64.
+    """
+    if relevant.device.type != "cpu":
+        return _hits_and_average_precision_torch(relevant)
+    c, k = relevant.shape
+    flat = np.flatnonzero(relevant.numpy())
+    rows = flat // k
+    rank = flat - rows * k + 1
+    hits = np.bincount(rows, minlength=c)
+    first = np.cumsum(hits) - hits
+    nth = np.arange(1, len(flat) + 1) - first[rows]
+    average_precision = np.bincount(rows, weights=nth / rank, minlength=c)
+    return torch.from_numpy(hits.astype(np.float64)), torch.from_numpy(average_precision)
+
+
+def _hits_and_average_precision_torch(relevant: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`_hits_and_average_precision` with torch ops only (any device)."""
+    ranks = torch.arange(1, relevant.shape[1] + 1, device=relevant.device, dtype=torch.float64)
+    hits_so_far = relevant.cumsum(dim=1, dtype=torch.float64)
+    return hits_so_far[:, -1].clone(), hits_so_far.div_(ranks).mul_(relevant).sum(dim=1)
 
 
 def _majority_vote(neighbour_labels: Tensor) -> Tensor:
