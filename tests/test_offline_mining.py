@@ -195,3 +195,23 @@ def test_alternating_trainer_mines_on_odd_epochs_and_resumes_exactly(tmp_path):
         torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=0, atol=0)
     with pytest.raises(ValueError, match="schedule"):
         _trainer(tmp_path / "bad", "sometimes")
+
+
+def test_the_knn_search_keeps_to_the_backend_memory_budget():
+    from tripletlab.evaluate.knn import TorchKNN
+
+    rows_seen: list[int] = []
+
+    class SpyKNN(TorchKNN):
+        def iter_search(self, *args, rows=None, **kwargs):
+            rows_seen.append(rows)
+            return super().iter_search(*args, rows=rows, **kwargs)
+
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(500, 4, generator=gen)
+    y = torch.randint(0, 5, (500,), generator=gen)
+    small = SpyKNN(memory_budget_bytes=16 * 500 * 20)  # ~20 query rows per distance block
+    got = mine_offline_triplets(x, y, "hard", candidates=8, backend=small, chunk_size=4096)
+    assert rows_seen == [small.chunk_rows(500, 8)] and rows_seen[0] < 30
+    want = mine_offline_triplets(x, y, "hard", candidates=8)
+    assert all(torch.equal(u, v) for u, v in zip(got, want, strict=True))

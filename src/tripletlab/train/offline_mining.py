@@ -167,15 +167,31 @@ def mine_offline_triplets(
     else:
         backend = backend or TorchKNN()
         n_cand = min(n_cand, n - 1)
-        cpu = embeddings.cpu()
-        for start, found in iter_knn(backend, embeddings, n_cand, metric=metric, rows=chunk_size):
-            anchors = torch.arange(start, start + len(found.indices))
-            parts.append(
-                _select_chunk(
-                    cpu, labels.cpu(), classes, anchors, found.indices.cpu(),
-                    found.distances.cpu(), strategy, margin, metric, budget, n_pos, gen,
-                )
+        cpu, cpu_labels = embeddings.cpu(), labels.cpu()
+        # The backend searches in chunks its own memory budget allows (TorchKNN: a distance
+        # block of ``memory_budget_bytes``); the selection runs on ``chunk_size`` anchors.
+        rows = chunk_size
+        if hasattr(backend, "chunk_rows"):
+            rows = max(1, min(rows, backend.chunk_rows(n, n_cand)))
+        pending: list[tuple[int, Tensor, Tensor]] = []
+
+        def select(pending: list[tuple[int, Tensor, Tensor]]) -> Tensor:
+            start = pending[0][0]
+            indices = torch.cat([p[1] for p in pending])
+            distances = torch.cat([p[2] for p in pending])
+            anchors = torch.arange(start, start + len(indices))
+            return _select_chunk(
+                cpu, cpu_labels, classes, anchors, indices, distances, strategy, margin,
+                metric, budget, n_pos, gen,
             )  # fmt: skip
+
+        for start, found in iter_knn(backend, embeddings, n_cand, metric=metric, rows=rows):
+            pending.append((start, found.indices.cpu(), found.distances.cpu()))
+            if sum(len(p[1]) for p in pending) >= chunk_size:
+                parts.append(select(pending))
+                pending = []
+        if pending:
+            parts.append(select(pending))
     triplets = torch.cat(parts) if parts else torch.empty(0, 3, dtype=torch.long)
     return triplets[:, 0].clone(), triplets[:, 1].clone(), triplets[:, 2].clone()
 
