@@ -140,3 +140,19 @@ def test_user_errors_are_one_line_and_exit_2(run_and_gallery, tmp_path) -> None:
     np.save(wrong, np.zeros((2, 5), dtype=np.float32))
     out = CliRunner().invoke(main, ["verify", str(r["run"]), str(wrong), str(wrong)])
     assert out.exit_code == 2 and "error:" in out.output
+
+
+@pytest.mark.bench
+def test_search_with_the_faiss_backend_gives_the_same_answer(run_and_gallery) -> None:
+    pytest.importorskip("faiss")
+    r = run_and_gallery
+    index_path = r["root"] / "faiss.idx"
+    _invoke("index", r["run"], "--data", r["gallery"], "-o", index_path)
+    torch_out = _invoke("search", index_path, r["queries"], "--top-k", 4, "--json")
+    faiss_out = _invoke(
+        "search", index_path, r["queries"], "--top-k", 4, "--json", "--backend", "faiss-flat"
+    )
+    a, b = json.loads(torch_out.output), json.loads(faiss_out.output)
+    assert [[m["id"] for m in q["matches"]] for q in a] == [
+        [m["id"] for m in q["matches"]] for q in b
+    ]

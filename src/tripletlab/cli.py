@@ -362,14 +362,23 @@ def index_command(run: str, data: str, data_dir: str | None, output: str) -> Non
     "queries", metavar="QUERY...", nargs=-1, required=True, type=click.Path(exists=True)
 )
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--backend",
+    default="torch",
+    show_default=True,
+    type=click.Choice(["torch", "faiss-flat", "faiss-ivf", "faiss-hnsw"]),
+    help="kNN search: exact torch, or faiss (pip install tripletlab[faiss]).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the matches as JSON.")
-def search_command(index_path: str, queries: tuple[str, ...], top_k: int, as_json: bool) -> None:
+def search_command(
+    index_path: str, queries: tuple[str, ...], top_k: int, backend: str, as_json: bool
+) -> None:
     """Identify each QUERY (an image, .npy samples, a folder): its nearest identities in INDEX."""
     import json
 
     from tripletlab.train.recognition import search_index
 
-    results = search_index(index_path, list(queries), top_k)
+    results = search_index(index_path, list(queries), top_k, backend=backend)
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return

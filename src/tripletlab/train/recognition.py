@@ -31,9 +31,25 @@ import torch
 from tripletlab.errors import ConfigError, DataError
 from tripletlab.evaluate.gallery import GalleryIndex, verify_pairs
 
-__all__ = ["index_run", "read_samples", "search_index", "verify_run"]
+__all__ = ["BACKENDS", "index_run", "make_backend", "read_samples", "search_index", "verify_run"]
+
+#: kNN backends by name: exact torch (default) or faiss (``pip install tripletlab[faiss]``).
+BACKENDS: tuple[str, ...] = ("torch", "faiss-flat", "faiss-ivf", "faiss-hnsw")
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm"}
+
+
+def make_backend(name: str) -> Any:
+    """The kNN backend called ``name`` (one of :data:`BACKENDS`)."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {name!r}")
+    if name == "torch":
+        from tripletlab.evaluate.knn import TorchKNN
+
+        return TorchKNN()
+    from tripletlab.evaluate.knn_faiss import FaissKNN
+
+    return FaissKNN(name.removeprefix("faiss-"))
 
 
 def _checkpoint_path(run_dir: Path) -> Path:
@@ -171,6 +187,8 @@ def search_index(
     "label", "distance", "id", "same"}]}``; ``same`` says whether the distance is within the
     index's verification threshold (None when the index has none).
     """
+    if isinstance(backend, str):
+        backend = make_backend(backend)
     index = GalleryIndex.load(index_path)
     run_dir = index.info.get("run_dir")
     if not run_dir:
