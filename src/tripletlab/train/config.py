@@ -79,8 +79,9 @@ class ModelConfig(_Section):
 
     name: Literal["mlp", "cnn"] = "mlp"
     embedding_dim: int = Field(32, gt=0)
-    hidden: list[int] = Field(default_factory=lambda: [128], description="MLP hidden widths")
+    hidden: list[int] = Field(default_factory=lambda: [256], description="MLP hidden widths")
     activation: str = "relu"
+    dropout: float = Field(0.2, ge=0, lt=1, description="MLP dropout after each hidden layer")
     normalize: bool = Field(True, description="L2-normalise the embeddings")
 
 
@@ -110,7 +111,7 @@ class OptimConfig(_Section):
 class TrainConfig(_Section):
     """The training loop: epochs, P×K batches, checkpoints, determinism."""
 
-    epochs: int = Field(25, gt=0)
+    epochs: int = Field(30, gt=0)
     p: int = Field(10, ge=2, description="classes per batch")
     k: int = Field(8, ge=2, description="samples per class in a batch")
     steps_per_epoch: int | None = Field(

@@ -54,15 +54,17 @@ def build_network(
     embedding_dim: int,
     hidden: Sequence[int] = (128,),
     activation: str = "relu",
+    dropout: float = 0.0,
 ) -> nn.Module:
     """``mlp`` (hidden widths ``hidden``) or ``cnn`` (the small ConvNet; its fully connected
-    width is ``hidden[0]`` when given) mapping one sample of ``in_shape`` to ``embedding_dim``.
+    width is ``hidden[0]`` when given; ``dropout`` is the MLP's) mapping one sample of ``in_shape`` to ``embedding_dim``.
     L2 normalisation is left to the Trainer."""
     from tripletlab.nn.networks import build_model
 
     kwargs: dict[str, Any] = {"activation": activation}
     if name == "mlp":
         kwargs["hidden"] = tuple(hidden)
+        kwargs["dropout"] = dropout
     elif hidden:
         kwargs["hidden"] = int(hidden[0])
     return build_model(name, tuple(in_shape), embedding_dim, **kwargs)

@@ -150,7 +150,12 @@ def prepare_data(cfg: RunConfig) -> PreparedData:
 
 def _build_model(cfg: RunConfig, in_shape: tuple[int, ...]) -> nn.Module:
     return build_network(
-        cfg.model.name, in_shape, cfg.model.embedding_dim, cfg.model.hidden, cfg.model.activation
+        cfg.model.name,
+        in_shape,
+        cfg.model.embedding_dim,
+        cfg.model.hidden,
+        cfg.model.activation,
+        cfg.model.dropout,
     )
 
 
