@@ -66,3 +66,16 @@ def test_suite_catches_the_wrong_mining_rule():
     assert any(f.startswith("value") for f in report.failures)
     with pytest.raises(AssertionError, match="value"):
         check_batch_triplet_loss(batch_hard_triplet_loss, mining="all")
+
+
+@pytest.mark.parametrize(
+    "fn", [batch_all_triplet_loss, batch_hard_triplet_loss, batch_semi_hard_triplet_loss]
+)
+def test_empty_and_single_sample_batches(fn):
+    for n in (0, 1):
+        x = torch.randn(n, 4, requires_grad=True)
+        loss, stats = fn(x, torch.zeros(n, dtype=torch.long), return_stats=True)
+        loss.backward()
+        assert float(loss.detach()) == 0.0 and torch.equal(x.grad, torch.zeros_like(x))
+        assert stats.as_dict()["num_triplets"] == 0.0
+        assert fn(x, torch.zeros(n, dtype=torch.long), reduction="none").shape == (n,)

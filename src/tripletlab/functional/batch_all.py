@@ -261,7 +261,7 @@ def _hinge_terms_by_search(
         w = torch.searchsorted(thresholds[rows].contiguous(), block.contiguous(), right=True)
         w = torch.sub(k_a[rows, None], w, out=w).clamp_min_(0)
         batch.fill_excluded_(w, 0, rows)
-        histogram[rows].scatter_add_(1, w, torch.ones((), dtype=torch.long).expand_as(w))
+        histogram[rows].scatter_add_(1, w, torch.ones_like(w))
         weights[rows] = w
         negative_part[rows] = (weights[rows] * block).sum(1)
     at_least = histogram.flip(1).cumsum(1).flip(1)  # at_least[v] = #{n : w ≥ v}

@@ -151,8 +151,15 @@ def semi_hard_negative_index(
             # (an all-inf bucket may pick an excluded column: it is never "found" and, for
             # the fallback, only in rows without any negative, whose pairs are invalid)
             is_min = values == mins.gather(1, bucket)
-            candidates = torch.where(is_min, column_ids, n_col)
-            bucket_col[rows].scatter_reduce_(1, bucket, candidates, "amin")
+            if d.device.type == "cpu":
+                # few entries per row attain their bucket's minimum: scatter only those
+                # (nonzero synchronises, which is free on CPU but not on an accelerator)
+                r_idx, c_idx = is_min.nonzero(as_tuple=True)
+                flat = (r_idx + start) * (k + 1) + bucket[r_idx, c_idx]
+                bucket_col.view(-1).scatter_reduce_(0, flat, c_idx, "amin")
+            else:
+                candidates = torch.where(is_min, column_ids, n_col)
+                bucket_col[rows].scatter_reduce_(1, bucket, candidates, "amin")
         # suffix minimum over buckets r ≥ j (flip, cumulative min, flip back)
         suffix_val, suffix_idx = torch.cummin(bucket_min.flip(1), dim=1)
         suffix_val = suffix_val.flip(1)
