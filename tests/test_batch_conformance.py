@@ -79,3 +79,25 @@ def test_empty_and_single_sample_batches(fn):
         assert float(loss.detach()) == 0.0 and torch.equal(x.grad, torch.zeros_like(x))
         assert stats.as_dict()["num_triplets"] == 0.0
         assert fn(x, torch.zeros(n, dtype=torch.long), reduction="none").shape == (n,)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "tripletlab.functional.positives",
+        "tripletlab.functional.batch_all",
+        "tripletlab.functional.batch_hard",
+        "tripletlab.functional.batch_semi_hard",
+        "tripletlab.functional.triplet_types",
+        "tripletlab.functional.mining",
+        "tripletlab.data.sampler",
+        "tripletlab.nn.batch_losses",
+        "tripletlab.testing.batch",
+    ],
+)
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), extraglobs={"torch": torch})
+    assert result.attempted > 0 and result.failed == 0

@@ -66,7 +66,7 @@ def batch_hard_triplet_loss(
         >>> x = torch.tensor([[0.0], [0.1], [0.2], [0.3]], requires_grad=True)
         >>> loss = batch_hard_triplet_loss(x, torch.tensor([0, 0, 1, 1]), margin=0.2)
         >>> loss.backward()
-        >>> round(float(loss), 4)
+        >>> round(loss.item(), 4)
         0.185
     """
     margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
