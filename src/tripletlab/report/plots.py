@@ -99,10 +99,18 @@ def plot_training(
     for key, label, colour in _FRACTIONS:
         values = np.array([s.get(key, np.nan) for s in steps], dtype=float)
         if len(values) and np.isfinite(values).any():
-            ax.plot(step_ids, _smooth(values, window), label=label, color=colour, lw=1.5)
+            # A log axis: late in training the hard / semi-hard fractions are tiny but are
+            # the triplets that still teach; clipped at 1e-4 so zeros stay on the plot.
+            smooth = np.clip(_smooth(values, window), 1e-4, None)
+            ax.plot(step_ids, smooth, label=label, color=colour, lw=1.5)
             drawn = True
-    ax.set(title="triplets in the batch", xlabel="step", ylabel="fraction of valid triplets")
-    ax.set_ylim(-0.02, 1.02)
+    ax.set(
+        title="triplets in the batch (log scale)",
+        xlabel="step",
+        ylabel="fraction of valid triplets",
+    )
+    ax.set_yscale("log")
+    ax.set_ylim(8e-5, 1.5)
     if drawn:
         ax.legend(fontsize=8)
     else:
