@@ -8,7 +8,7 @@ Every (method, B, K) runs in a fresh subprocess with ``torch.set_num_threads(2)`
 spinning OpenMP threads turn each parallel region into a wait for a descheduled thread) on random
 (B, 128) float32 embeddings of a P×K batch: the median forward+backward time over a few
 repeats (after one warm-up call) and the peak extra resident memory (peak RSS minus the RSS
-just before the first call). Methods:
+after a call on a tiny batch, which initialises thread pools and library workspaces). Methods:
 
 * ``floor``          — the B×B squared-distance matrix ‖x‖² + ‖y‖² − 2xyᵀ, forward+backward
   (a GEMM and its two backward GEMMs): what any batch loss must at least pay;
@@ -139,6 +139,9 @@ def worker(method: str, b: int, k: int, repeats: int, max_seconds: float) -> dic
     x = torch.randn(b, D, generator=g)
     y = (torch.arange(b) // k)[torch.randperm(b, generator=g)]
     step = _make_step(method)
+    # a small call first: thread pools and library workspaces are not the method's memory
+    small = min(b, 4 * k)
+    step(x[:small].clone().requires_grad_(), y[:small]).backward()
     rss_before = _rss_bytes()
     times = []
     started = time.perf_counter()

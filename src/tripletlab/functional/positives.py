@@ -66,8 +66,7 @@ def positive_index_matrix(
     slots = torch.arange(k, device=device)
     position = start[:, None] + slots[None, :]
     if self_case:
-        rank = torch.empty_like(order)
-        rank[order] = torch.arange(n_ref, device=device)
+        rank = torch.empty_like(order).scatter_(0, order, torch.arange(n_ref, device=device))
         position = position + (position >= rank[:, None]).long()
     mask = slots[None, :] < count[:, None]
     index = order[position.clamp_max(n_ref - 1)]
