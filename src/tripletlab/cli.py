@@ -113,10 +113,12 @@ def _print_metrics(title: str, metrics: dict, baseline: dict) -> None:
 @click.option(
     "--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), help="Optimiser [default: adam]."
 )
-@click.option("--lr", type=float, help="Learning rate.")
-@click.option("--epochs", type=int, help="Training epochs.")
-@click.option("--embedding-dim", type=int, help="Embedding dimension.")
-@click.option("--threads", type=int, help="torch CPU threads.")
+@click.option("--lr", type=float, help="Learning rate [default: 0.003].")
+@click.option("--epochs", type=int, help="Training epochs [default: 30].")
+@click.option("--embedding-dim", type=int, help="Embedding dimension [default: 32].")
+@click.option(
+    "--threads", type=int, help="torch CPU threads [default: 1 for mlp, all cores for cnn]."
+)
 @click.option("--seed", type=int, help="Seed of everything (same seed, same numbers) [default: 0].")
 @click.option("--name", help="Run name; the run goes to runs/NAME [default: digits-mlp].")
 @click.option("--out", help="Run directory (overrides runs/NAME).")
