@@ -125,3 +125,33 @@ def test_degenerate_batches_give_finite_loss() -> None:
     trainer = _make()
     history = trainer.fit(x, y, epochs=2, p=2, k=4)
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
+
+
+def test_tensorboard_scalars_when_installed(tmp_path: Path, monkeypatch) -> None:
+    import sys
+    import types
+
+    written: list[tuple[str, float, int]] = []
+
+    class FakeWriter:
+        def __init__(self, log_dir: str) -> None:
+            self.log_dir = log_dir
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            written.append((tag, value, step))
+
+        def flush(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = FakeWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    with RunLogger(tmp_path) as log:
+        log.log_steps([{"epoch": 1, "step": 1, "loss": 0.5, "hard_fraction": 0.25}])
+        log.log_epoch({"epoch": 1, "loss": 0.5, "val_map_at_r": 0.75})
+    assert ("step/loss", 0.5, 1) in written
+    assert ("step/hard_fraction", 0.25, 1) in written
+    assert ("epoch/val_map_at_r", 0.75, 1) in written
