@@ -360,12 +360,15 @@ def markdown(result: dict) -> str:
             for b in bs:
                 r = _find(records, m, b, k)
                 if r:
-                    cells.append(f"{_ms(r['median_ms'])} / {_mb(r['peak_extra_mb'])}")
+                    cold = "¹" if r.get("cold_single_call") else ""
+                    cells.append(f"{_ms(r['median_ms'])}{cold} / {_mb(r['peak_extra_mb'])}")
                 else:
                     s = _skipped(records, m, b, k)
                     cells.append(f"— (est. {_mb(s['estimate_mb'])})" if s else "")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines.append("")
+    if any(r.get("cold_single_call") for r in records):
+        lines += ["¹ one cold call (slower than the time budget), no warm-up.", ""]
     lines += ["**Targets of the issue** (ratios from this run)", ""]
     lines += ["| target | measured | goal | met |", "|---|---|---|---|"]
     for t in result["targets"]:
