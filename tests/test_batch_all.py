@@ -227,3 +227,22 @@ def test_gradcheck_of_the_symmetric_distance_backward():
     x, _ = random_batch(13, 7, 1)
     x.requires_grad_()
     assert torch.autograd.gradcheck(_SelfSquaredDistances.apply, (x,))
+
+
+@pytest.mark.parametrize("histogram_min_k", [1, 1000])
+def test_histogram_and_per_slot_counting_agree(monkeypatch, histogram_min_k):
+    # the comparison path counts negatives per slot directly (few slots) or through a
+    # histogram of w (many slots); both must give the reference loss and gradient
+    from tripletlab.functional import batch_all as module
+
+    monkeypatch.setattr(module, "_HISTOGRAM_MIN_K", histogram_min_k)
+    for integer in (False, True):
+        x, y = random_batch(21, 24, 3, integer=integer)
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        got = batch_all_triplet_loss(a, y, margin=1.0, reduction="none")
+        want = batch_all_reference(b, y, margin=1.0, reduction="none")
+        torch.testing.assert_close(got, want)
+        (got * torch.arange(24.0, dtype=torch.float64)).sum().backward()
+        (want * torch.arange(24.0, dtype=torch.float64)).sum().backward()
+        if not integer:  # exact ties have a subgradient choice at the kink
+            torch.testing.assert_close(a.grad, b.grad)

@@ -206,6 +206,8 @@ def _smooth_chunks(batch: BatchInput, d: Tensor, margin: float, memory_budget: i
 #: Up to this many positives per anchor, w is counted by K comparisons per (a, n) on
 #: cache-sized row blocks (faster than a binary search on CPU); above, by ``searchsorted``.
 _COMPARE_MAX_K = 32
+#: From this many positive slots, the comparison path counts through a histogram of w.
+_HISTOGRAM_MIN_K = 8
 #: Elements of a row block processed at once by the comparison path (fits in L2 cache).
 _BLOCK_ELEMENTS = 2**19
 
@@ -224,6 +226,9 @@ def _hinge_terms_by_comparison(
     inf = torch.tensor(math.inf, dtype=d.dtype, device=d.device)
     thresholds = torch.where(batch.positive_mask, d.gather(1, batch.positives) + margin, -inf)
     counts = torch.zeros((n_anchor, k), dtype=torch.long, device=d.device)
+    # many slots: count through a histogram of w (two passes) rather than one sum per slot
+    by_histogram = k >= _HISTOGRAM_MIN_K
+    histogram = torch.zeros((n_anchor, k + 1), dtype=torch.long, device=d.device)
     negative_part = torch.empty(n_anchor, dtype=d.dtype, device=d.device)
     step = max(1, _BLOCK_ELEMENTS // max(1, n_col))
     below = torch.empty((min(step, n_anchor), n_col), dtype=torch.bool, device=d.device)
@@ -236,10 +241,31 @@ def _hinge_terms_by_comparison(
         tmp = below[: block.shape[0]]
         for i in range(k):
             torch.lt(masked, thresholds[rows, i : i + 1], out=tmp)
-            counts[rows, i] = tmp.sum(1, dtype=torch.int32)
+            if not by_histogram:
+                counts[rows, i] = tmp.sum(1, dtype=torch.int32)
             w.add_(tmp)
+        if by_histogram:
+            index = w.long()
+            histogram[rows].scatter_add_(1, index, torch.ones_like(index))
         negative_part[rows] = (w * block).sum(1)
+    if by_histogram:
+        counts = _counts_from_histogram(batch, thresholds, histogram)
     return counts, negative_part
+
+
+def _counts_from_histogram(batch: BatchInput, thresholds: Tensor, histogram: Tensor) -> Tensor:
+    """counts[a, i] = #{n : w ≥ K_a − rank_i}, rank_i the rank of t_i among the anchor's
+    thresholds (ascending): the negatives below the j-th smallest threshold are exactly those
+    with at least K_a − j thresholds above them (ties give equal counts)."""
+    k = batch.k
+    k_a = batch.num_positives
+    padded = torch.where(batch.positive_mask, thresholds, math.inf)
+    order = padded.argsort(dim=1, stable=True)
+    slots = torch.arange(k, device=thresholds.device).expand_as(order)
+    rank = torch.empty_like(order).scatter_(1, order, slots)
+    at_least = histogram.flip(1).cumsum(1).flip(1)  # at_least[v] = #{n : w ≥ v}
+    need = (k_a[:, None] - rank).clamp(0, k)
+    return torch.where(batch.positive_mask, at_least.gather(1, need), 0)
 
 
 def _hinge_terms_by_search(
