@@ -17,6 +17,7 @@ from tripletlab.data.idx import (
     write_idx,
 )
 from tripletlab.data.image_folder import load_image_folder
+from tripletlab.data.sampler import PKSampler, pk_batches
 from tripletlab.data.splits import (
     SPLITS,
     Split,
@@ -32,6 +33,7 @@ __all__ = [
     "SPLITS",
     "DistributedPKSampler",
     "EmbeddingDataset",
+    "PKSampler",
     "Split",
     "encode_labels",
     "fashion_mnist_dir",
@@ -47,6 +49,7 @@ __all__ = [
     "load_npy_pair",
     "load_npz",
     "official_split",
+    "pk_batches",
     "read_idx",
     "split_dataset",
     "split_indices",
