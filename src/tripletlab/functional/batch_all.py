@@ -243,7 +243,7 @@ def _hinge_terms_by_comparison(
             torch.lt(masked, thresholds[rows, i : i + 1], out=tmp)
             if not by_histogram:
                 counts[rows, i] = tmp.sum(1, dtype=torch.int32)
-            w.add_(tmp)
+            w.add_(tmp.view(torch.uint8))  # a view: no bool→uint8 conversion copy
         if by_histogram:
             index = w.long()
             histogram[rows].scatter_add_(1, index, torch.ones_like(index))

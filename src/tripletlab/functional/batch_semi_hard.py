@@ -188,5 +188,5 @@ def _count_below(sorted_thresholds: Tensor, values: Tensor) -> Tensor:
     below = torch.empty(values.shape, dtype=torch.bool, device=values.device)
     for i in range(k):
         torch.lt(sorted_thresholds[:, i : i + 1], values, out=below)
-        count.add_(below)
+        count.add_(below.view(torch.uint8))  # a view: no bool→uint8 conversion copy
     return count.long()
