@@ -88,8 +88,8 @@ class TorchKNN:
     by augmenting the vectors); the ``k`` smallest entries are found with ``torch.topk`` on
     a composite int64 key ``(float32 distance bits << 31) | reference index``, which orders
     by distance and then by index exactly and deterministically (non-negative IEEE floats
-    order like their bit patterns). float64 inputs are kept in float64 and use a stable
-    sort instead. On CPU the keys are built, selected (numpy ``partition``) and sorted a few
+    order like their bit patterns). float64 inputs are kept in float64 and use a full stable
+    sort instead (O(N log N) per query: meant for small sets and reference checks). On CPU the keys are built, selected (numpy ``partition``) and sorted a few
     rows at a time per thread, so the working memory is the float32 block (4 bytes per
     entry) and small per-thread scratch; on CUDA ``torch.topk`` runs on a full int64 key
     block (12 bytes per entry in all). Buffers are allocated once and reused by every chunk.
