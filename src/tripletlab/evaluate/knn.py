@@ -85,14 +85,15 @@ class TorchKNN:
     """Exact kNN by chunked torch matmul, with bounded working memory.
 
     For each chunk of queries, the (chunk × N) distance block is one GEMM (norms folded in
-    by augmenting the vectors); the ``k`` smallest entries are found with ``torch.topk`` on
-    a composite int64 key ``(float32 distance bits << 31) | reference index``, which orders
-    by distance and then by index exactly and deterministically (non-negative IEEE floats
-    order like their bit patterns). float64 inputs are kept in float64 and use a full stable
-    sort instead (O(N log N) per query: meant for small sets and reference checks). On CPU the keys are built, selected (numpy ``partition``) and sorted a few
-    rows at a time per thread, so the working memory is the float32 block (4 bytes per
-    entry) and small per-thread scratch; on CUDA ``torch.topk`` runs on a full int64 key
-    block (12 bytes per entry in all). Buffers are allocated once and reused by every chunk.
+    by augmenting the vectors). The ``k`` smallest entries are selected on a composite
+    int64 key ``(float32 distance bits << 31) | reference index``, which orders by distance
+    and then by index exactly and deterministically (non-negative IEEE floats order like
+    their bit patterns). On CPU the keys are built, selected (numpy ``partition``) and
+    sorted a few rows at a time per thread, so the working memory is the float32 block
+    (4 bytes per entry) plus small per-thread scratch; on CUDA ``torch.topk`` runs on a full
+    int64 key block (12 bytes per entry in all). Buffers are allocated once and reused by
+    every chunk. float64 inputs stay float64 and use a full stable sort instead
+    (O(N log N) per query: meant for small sets and reference checks).
 
     Args:
         memory_budget_bytes: working memory for one distance block (the chunk size is
