@@ -142,8 +142,8 @@ def batch_distances(embeddings: Tensor, metric: str, ref_embeddings: Tensor | No
     """The (B, M) distance matrix; the batch against itself gets a leaner backward pass.
 
     For ``"sqeuclidean"``/``"euclidean"`` without a reference set the values are those of
-    :func:`~tripletlab.functional.pairwise_distances` (same operations), but the backward pass
-    is written from ``∂L/∂x_a = 2 Σ_n (G_an + G_na)(x_a − x_n)``: two GEMMs and two row/column
+    :func:`~tripletlab.functional.pairwise_distances` up to rounding (exact for small integer
+    embeddings) from a single augmented GEMM, and the backward pass is written from ``∂L/∂x_a = 2 Σ_n (G_an + G_na)(x_a − x_n)``: two GEMMs and two row/column
     sums, without autograd's clamp and diagonal-mask passes over B×B tensors.
     """
     if ref_embeddings is not None or metric == "cosine" or embeddings.shape[0] == 0:
@@ -158,10 +158,15 @@ class _SelfSquaredDistances(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x):  # type: ignore[override]
-        # the operations of pairwise_distances: centre (exact in distances), GEMM, clamp
+        # centre (distances are unchanged, cancellation is not), then one GEMM of the
+        # augmented rows [x, ‖x‖², 1]·[−2x, 1, ‖x‖²]ᵀ = ‖x_a‖² + ‖x_n‖² − 2⟨x_a, x_n⟩: no B×B
+        # broadcast passes before the clamp
         xc = x - x.mean(dim=0, keepdim=True)
-        sq = (xc * xc).sum(dim=1)
-        squared = torch.addmm(sq[:, None] + sq[None, :], xc, xc.T, alpha=-2).clamp_min_(0)
+        sq = (xc * xc).sum(dim=1, keepdim=True)
+        ones = torch.ones_like(sq)
+        left = torch.cat([xc, sq, ones], dim=1)
+        right = torch.cat([xc * -2, ones, sq], dim=1)
+        squared = torch.mm(left, right.T).clamp_min_(0)
         squared.fill_diagonal_(0)
         ctx.save_for_backward(xc)
         return squared

@@ -81,11 +81,11 @@ def batch_all_triplet_loss(
         exactly 0 with zero gradients (still attached to the graph), never NaN.
 
     Example:
-        >>> x = torch.tensor([[0.0, 0.0], [0.1, 0.0], [0.2, 0.0], [0.3, 0.0]], requires_grad=True)
-        >>> loss = batch_all_triplet_loss(x, torch.tensor([0, 0, 1, 1]), margin=0.2)
+        >>> x = torch.tensor([[0.0], [1.0], [2.0], [3.0]], requires_grad=True)
+        >>> loss = batch_all_triplet_loss(x, torch.tensor([0, 0, 1, 1]), margin=4.0)
         >>> loss.backward()
-        >>> round(loss.item(), 4)
-        0.165
+        >>> round(loss.item(), 4)  # six active triplets, 12 in all
+        2.0
     """
     margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
     batch = prepare_batch(embeddings, labels, metric, ref_embeddings, ref_labels)

@@ -63,11 +63,11 @@ def batch_hard_triplet_loss(
         gradients when no anchor has both a positive and a negative.
 
     Example:
-        >>> x = torch.tensor([[0.0], [0.1], [0.2], [0.3]], requires_grad=True)
-        >>> loss = batch_hard_triplet_loss(x, torch.tensor([0, 0, 1, 1]), margin=0.2)
+        >>> x = torch.tensor([[0.0], [1.0], [2.0], [3.0]], requires_grad=True)
+        >>> loss = batch_hard_triplet_loss(x, torch.tensor([0, 0, 1, 1]), margin=4.0)
         >>> loss.backward()
-        >>> round(loss.item(), 4)
-        0.185
+        >>> round(loss.item(), 4)  # (1 + 4 + 4 + 1) / 4
+        2.5
     """
     margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
     batch = prepare_batch(

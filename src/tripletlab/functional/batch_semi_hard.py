@@ -80,11 +80,11 @@ def batch_semi_hard_triplet_loss(
         gradients when there is no valid pair.
 
     Example:
-        >>> x = torch.tensor([[0.0], [0.1], [0.2], [0.3]], requires_grad=True)
-        >>> loss = batch_semi_hard_triplet_loss(x, torch.tensor([0, 0, 1, 1]), margin=0.2)
+        >>> x = torch.tensor([[0.0], [1.0], [2.0], [3.0]], requires_grad=True)
+        >>> loss = batch_semi_hard_triplet_loss(x, torch.tensor([0, 0, 1, 1]), margin=4.0)
         >>> loss.backward()
-        >>> round(loss.item(), 4)
-        0.17
+        >>> round(loss.item(), 4)  # every pair: 1 − 4 + 4
+        1.0
     """
     margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
     check_choice(fallback, "fallback", FALLBACKS)

@@ -58,7 +58,7 @@ def mine_triplets(
         then positive, then negative.
 
     Example:
-        >>> x = torch.tensor([[0.0], [0.1], [0.2], [0.3]])
+        >>> x = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
         >>> a, p, n = mine_triplets(x, torch.tensor([0, 0, 1, 1]), "hard")
         >>> torch.stack([a, p, n]).T.tolist()
         [[1, 0, 2], [2, 3, 1]]

@@ -114,10 +114,10 @@ def classify_triplets(
         A :class:`TripletCounts`; ``num_easy + num_semi_hard + num_hard == num_triplets``.
 
     Example:
-        >>> x = torch.tensor([[0.0], [0.1], [1.0], [0.15]])
-        >>> c = classify_triplets(x, torch.tensor([0, 0, 1, 1]), margin=0.2)
+        >>> x = torch.tensor([[0.0], [1.0], [10.0], [2.0]])
+        >>> c = classify_triplets(x, torch.tensor([0, 0, 1, 1]), margin=4.0)
         >>> int(c.num_easy), int(c.num_semi_hard), int(c.num_hard), int(c.num_triplets)
-        (3, 2, 3, 8)
+        (4, 1, 3, 8)
     """
     margin = check_nonnegative(margin, "margin")
     check_choice(metric, "metric", METRICS)
