@@ -107,7 +107,7 @@ def _bench_backends(name, refs, query_rows, backends, k=10):
             "ids_equal_torch": True,
         }
     )
-    print(f"  {name}: torch exact {torch_s:.1f}s", flush=True)
+    print(f"  {name}: torch exact {torch_s:.1f}s peak {mem.mb:.0f} MB", flush=True)
     for label, backend in backends:
         with PeakMemory() as mem:
             t0 = time.perf_counter()
@@ -129,7 +129,7 @@ def _bench_backends(name, refs, query_rows, backends, k=10):
             }
         )
         print(
-            f"  {name}: {label} build {build_s:.1f}s query {query_s:.1f}s recall {recall:.4f}",
+            f"  {name}: {label} build {build_s:.1f}s query {query_s:.1f}s recall {recall:.4f} peak {mem.mb:.0f} MB",
             flush=True,
         )
         del index
