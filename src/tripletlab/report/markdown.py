@@ -113,7 +113,14 @@ def write_report(
     run_dir = Path(run_dir)
     figures: list[tuple[str, str]] = []
     steps = read_jsonl(run_dir / "steps.jsonl")
-    plots.plot_training(steps, list(history), run_dir / "training.png")
+    averaged = {
+        "mean_active": "mean over active triplets/pairs",
+        "mean": "mean over all valid triplets/pairs",
+        "sum": "sum",
+    }.get(cfg.loss.reduction, cfg.loss.reduction)
+    plots.plot_training(
+        steps, list(history), run_dir / "training.png", f"training loss ({averaged})"
+    )
     figures.append(("Training: loss, triplet types, validation metrics", "training.png"))
     plots.plot_embedding(
         embeddings, labels, run_dir / "embedding_pca.png", class_names, method="pca", seed=cfg.seed

@@ -64,6 +64,7 @@ def plot_training(
     steps: Sequence[Mapping[str, Any]],
     epochs: Sequence[Mapping[str, Any]],
     path: str | Path,
+    loss_title: str = "training loss",
 ) -> Path:
     """Loss, triplet-type fractions (per step) and validation metrics (per epoch).
 
@@ -71,6 +72,7 @@ def plot_training(
         steps: step records (``epoch``, ``step``, ``loss`` and optionally the fractions).
         epochs: epoch records (``epoch``, ``step``, ``loss``, ``val_*`` metrics).
         path: where the PNG goes.
+        loss_title: title of the loss panel (say what the loss averages over).
     """
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     step_ids = np.array([s["step"] for s in steps], dtype=float)
@@ -90,7 +92,7 @@ def plot_training(
             ms=3,
             label="epoch mean",
         )
-    ax.set(title="training loss", xlabel="step", ylabel="loss")
+    ax.set(title=loss_title, xlabel="step", ylabel="loss")
     if len(steps) or len(epochs):
         ax.legend(fontsize=8)
 
