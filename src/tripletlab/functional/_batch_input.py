@@ -69,8 +69,10 @@ class BatchInput:
 
     def pair_distances(self, rows: Tensor, columns: Tensor) -> Tensor:
         """Differentiable D(rows[i], columns[i]) recomputed from the embeddings (any shape)."""
-        a = self.embeddings[rows.reshape(-1)]
-        c = self.ref_embeddings[columns.reshape(-1)]
+        # index_select: its backward is index_add_, far cheaper than advanced indexing's
+        # accumulating index_put_
+        a = self.embeddings.index_select(0, rows.reshape(-1))
+        c = self.ref_embeddings.index_select(0, columns.reshape(-1))
         return row_distance(a, c, self.metric).reshape(rows.shape)
 
     def fill_excluded_(
