@@ -133,7 +133,9 @@ class _BatchAllHinge(torch.autograd.Function):
         weight_dtype = torch.uint8 if k < 255 else torch.int32
         weights = torch.empty(d.shape, dtype=weight_dtype, device=d.device)
         if k <= _COMPARE_MAX_K:
-            counts, negative_part = _hinge_terms_by_comparison(batch, d, margin, weights)
+            counts, negative_part = _hinge_terms_by_comparison(
+                batch, d, margin, weights, memory_budget
+            )
         else:
             counts, negative_part = _hinge_terms_by_search(batch, d, margin, weights, memory_budget)
         thresholds = torch.where(positive_mask, d.gather(1, positives) + margin, 0)
@@ -213,7 +215,7 @@ _BLOCK_ELEMENTS = 2**19
 
 
 def _hinge_terms_by_comparison(
-    batch: BatchInput, d: Tensor, margin: float, weights: Tensor
+    batch: BatchInput, d: Tensor, margin: float, weights: Tensor, memory_budget: int
 ) -> tuple[Tensor, Tensor]:
     """Fill ``weights`` with w(a, n) = #{i : d_an < t_i}; return (counts, Σ_n w·d_an).
 
@@ -230,7 +232,8 @@ def _hinge_terms_by_comparison(
     by_histogram = k >= _HISTOGRAM_MIN_K
     histogram = torch.zeros((n_anchor, k + 1), dtype=torch.long, device=d.device)
     negative_part = torch.empty(n_anchor, dtype=d.dtype, device=d.device)
-    step = max(1, _BLOCK_ELEMENTS // max(1, n_col))
+    # cache-sized row blocks (smaller if the memory budget says so: ~14 bytes an element)
+    step = max(1, min(_BLOCK_ELEMENTS, memory_budget // 14) // max(1, n_col))
     below = torch.empty((min(step, n_anchor), n_col), dtype=torch.bool, device=d.device)
     for start in range(0, n_anchor, step):
         rows = slice(start, min(n_anchor, start + step))
