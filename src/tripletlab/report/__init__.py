@@ -1,1 +1,1 @@
-"""Figures and run reports."""
+"""Figures and run reports: PNG plots (:mod:`.plots`) and ``report.md`` (:mod:`.markdown`)."""
