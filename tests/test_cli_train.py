@@ -157,7 +157,22 @@ def test_user_errors_exit_2_with_one_line(tmp_path: Path) -> None:
     assert "train.epochs" in result.stderr and "integer" in result.stderr
     assert "Traceback" not in result.stderr
 
-    missing = _cli("train", "--dataset", "no/such/data.npz", "--epochs", "1", cwd=tmp_path)
-    assert missing.returncode == 2
-    assert "Traceback" not in missing.stderr
-    assert "no/such/data.npz" in missing.stderr
+
+def test_bad_data_and_flags_exit_2_in_process(tmp_path: Path, monkeypatch) -> None:
+    # The same error path as above, in-process (click's runner) to keep the suite fast.
+    from click.testing import CliRunner
+
+    from tripletlab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    missing = runner.invoke(main, ["train", "--dataset", "no/such/data.npz", "--epochs", "1"])
+    assert missing.exit_code == 2
+    assert "no/such/data.npz" in missing.output
+    assert "Traceback" not in missing.output
+    resume = runner.invoke(main, ["train", "--out", "nothing-here", "--resume"])
+    assert resume.exit_code == 2
+    assert "no checkpoint" in resume.output
+    not_a_run = runner.invoke(main, ["evaluate", str(tmp_path)])
+    assert not_a_run.exit_code == 2
+    assert "no checkpoint" in not_a_run.output
