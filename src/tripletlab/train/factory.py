@@ -44,7 +44,10 @@ def build_loss(
     if name == "contrastive":
         if smoothing:
             raise ValueError("smoothing is not available for the contrastive loss")
-        return cls(margin=margin, metric=metric, reduction=reduction, return_stats=True)
+        # The Hadsell form squares the distance itself (y·d² + (1−y)·[m − d]₊²): the run's
+        # default "sqeuclidean" would make positives pull with ‖·‖⁴, so it means "euclidean" here.
+        pair_metric = "euclidean" if metric == "sqeuclidean" else metric
+        return cls(margin=margin, metric=pair_metric, reduction=reduction, return_stats=True)
     return cls(margin=margin, metric=metric, smoothing=smoothing, reduction=reduction)
 
 
