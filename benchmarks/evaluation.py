@@ -19,8 +19,9 @@ slower and larger still). PML at 70,000 is NOT run: its neighbour matrix alone, 
 well over 10 GB — the issue reports it exhausting 24 GB and dying on this machine, which is
 shared with other work.
 
-Usage: ``python benchmarks/evaluation.py [--repeats 3] [--threads 2]``.
-Writes ``benchmarks/results/evaluation.json`` and prints a markdown table.
+Usage: ``python benchmarks/evaluation.py [--repeats 3] [--threads 2] [--omp-wait-policy passive]``.
+Writes ``benchmarks/results/evaluation.json`` (``evaluation_omp_passive.json`` with
+``OMP_WAIT_POLICY=PASSIVE`` for every worker, PML included) and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -152,14 +153,19 @@ def worker(case: str, threads: int) -> dict:
     }
 
 
-def run_case(case: str, threads: int) -> dict:
+def run_case(case: str, threads: int, omp_wait_policy: str) -> dict:
     """One case in a fresh subprocess."""
     load = os.getloadavg()[0]
+    env = dict(os.environ)
+    env.pop("OMP_WAIT_POLICY", None)
+    if omp_wait_policy != "default":
+        env["OMP_WAIT_POLICY"] = omp_wait_policy.upper()
     output = subprocess.run(
         [sys.executable, __file__, "--worker", case, "--threads", str(threads)],
         check=True,
         capture_output=True,
         text=True,
+        env=env,
     ).stdout
     result = json.loads(output.strip().splitlines()[-1])
     result["load_average_before"] = load
@@ -172,6 +178,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="fresh runs per case (best kept)")
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=CASES)
+    parser.add_argument(
+        "--omp-wait-policy",
+        choices=("default", "passive"),
+        default="default",
+        help="OMP_WAIT_POLICY of every worker (tripletlab and PML alike); 'passive' stops "
+        "torch's OpenMP threads spinning between ops. Results go to evaluation.json "
+        "(default) or evaluation_omp_passive.json",
+    )
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.threads)))
@@ -180,7 +194,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {}
     for _ in range(args.repeats):
         for case in args.cases:
-            runs.setdefault(case, []).append(run_case(case, args.threads))
+            runs.setdefault(case, []).append(run_case(case, args.threads, args.omp_wait_policy))
             print(f"  {case}: {runs[case][-1]['seconds']:.2f} s", file=sys.stderr)
     best = {case: min(results, key=lambda r: r["seconds"]) for case, results in runs.items()}
 
@@ -188,6 +202,7 @@ def main() -> None:
         "machine": {
             "cpus": os.cpu_count(),
             "threads": args.threads,
+            "omp_wait_policy": args.omp_wait_policy,
             "platform": platform.platform(),
             "torch": torch.__version__,
             "note": "shared machine: other jobs ran concurrently; see load_average_before",
@@ -204,7 +219,8 @@ def main() -> None:
             abs(ours["metrics"][name] - theirs["metrics"][name]) for name in METRIC_NAMES
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "evaluation.json").write_text(json.dumps(summary, indent=2) + "\n")
+    name = "evaluation.json" if args.omp_wait_policy == "default" else "evaluation_omp_passive.json"
+    (RESULTS / name).write_text(json.dumps(summary, indent=2) + "\n")
     print(table(summary))
 
 

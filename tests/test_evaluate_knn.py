@@ -153,3 +153,19 @@ def test_torch_topk_key_path_equals_the_numpy_path():
         assert torch.equal(_smallest_k_torch(block.clone(), k, keys), expected)
     top = _smallest_k_numpy(block, 3)
     assert (top[0] & (2**31 - 1)).tolist()[:2] == [0, 1]  # −1e-7 and −0.0 count as +0.0
+
+
+@pytest.mark.parametrize("policy", ["", "passive"])
+def test_selection_threads_follow_the_omp_wait_policy_and_agree(monkeypatch, policy):
+    from tripletlab.evaluate.knn import _smallest_k_numpy, selection_threads
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+    assert selection_threads() == (torch.get_num_threads() if policy else 1)
+    x, refs = _data(30, 200, 4, seed=8)
+    found = TorchKNN().search(x, 17, refs)
+    assert torch.equal(found.indices, naive_knn(x, refs, 17, "sqeuclidean")[1])
+    block = torch.rand(21, 64, generator=torch.Generator().manual_seed(1))
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    threaded = _smallest_k_numpy(block, 9)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "")
+    assert torch.equal(_smallest_k_numpy(block, 9), threaded)
