@@ -4,6 +4,7 @@ Functional forms live in :mod:`tripletlab.functional`; loss modules, networks an
 exported here, e.g. ``tripletlab.TripletMarginLoss`` or ``tripletlab.BatchAllTripletLoss``.
 """
 
+from tripletlab.data.distributed_sampler import DistributedPKSampler
 from tripletlab.data.sampler import PKSampler
 from tripletlab.errors import ConfigError, DataError, TripletlabError
 from tripletlab.nn.batch_losses import (
@@ -13,6 +14,7 @@ from tripletlab.nn.batch_losses import (
 )
 from tripletlab.nn.losses import BatchContrastiveLoss, ContrastiveLoss, TripletMarginLoss
 from tripletlab.nn.networks import MLP, ConvNet, build_model, embed_triplets
+from tripletlab.nn.xbm import CrossBatchMemory, XBMLoss
 
 __version__ = "0.1.0"
 
@@ -25,11 +27,14 @@ __all__ = [
     "ConfigError",
     "ContrastiveLoss",
     "ConvNet",
+    "CrossBatchMemory",
     "DataError",
+    "DistributedPKSampler",
     "PKSampler",
     "TripletEmbedder",
     "TripletMarginLoss",
     "TripletlabError",
+    "XBMLoss",
     "__version__",
     "build_model",
     "embed_triplets",
