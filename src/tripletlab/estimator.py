@@ -14,9 +14,10 @@ scikit-learn's ``check_estimator`` passes (``tests/test_estimator.py`` runs ever
 * Output dtype follows the input: float32 in → float32 out, otherwise float64.
 * Determinism: the same ``random_state`` gives the same embedding (``random_state=None``
   means seed 0, so repeated fits agree as scikit-learn's idempotence check expects).
-* Skipped: only ``check_array_api_input``, which scikit-learn itself skips unless the
-  environment sets ``SCIPY_ARRAY_API=1``; ``fit`` converts any input to NumPy first, so
-  array-API (e.g. torch) inputs are accepted but not kept in their namespace.
+* Every check of scikit-learn's ``parametrize_with_checks`` passes, ``check_array_api_input``
+  included (the test suite sets ``SCIPY_ARRAY_API=1``, without which scikit-learn skips it);
+  ``fit`` converts any input to NumPy first, so array-API (e.g. torch) inputs are accepted
+  but not kept in their namespace.
 
 Reference: Schroff, Kalenichenko & Philbin, "FaceNet", CVPR 2015 (triplet loss);
 Hermans et al. 2017 (P×K batches).
