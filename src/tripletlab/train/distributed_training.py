@@ -11,7 +11,7 @@ changes, and nothing else:
 * batches come from :class:`~tripletlab.data.distributed_sampler.DistributedPKSampler`: the
   ranks see disjoint samples of the same seeded epoch and run the same number of steps;
 * only rank 0 writes checkpoints (the other ranks hold identical weights: DDP keeps them in
-  sync); a resume reads rank 0's checkpoint on every rank.
+  sync), holding every rank's RNG state; a resume reads rank 0's checkpoint on every rank.
 
 :func:`distributed_context` joins the process group that ``torchrun`` describes (with the
 collective timeout of :func:`tripletlab.distributed.init_distributed`, so a rank that dies
@@ -30,6 +30,7 @@ from torch import Tensor
 
 from tripletlab import distributed as tdist
 from tripletlab.data.distributed_sampler import DistributedPKSampler
+from tripletlab.train.checkpoint import restore_rng_state, save_checkpoint
 from tripletlab.train.trainer import Trainer
 
 __all__ = ["DistributedContext", "DistributedTrainer", "distributed_context"]
@@ -61,11 +62,33 @@ class DistributedTrainer(Trainer):
         embeddings = self.ddp(inputs)
         return torch.nn.functional.normalize(embeddings, dim=1) if self.normalize else embeddings
 
+    def state_dict(self) -> dict[str, Any]:
+        """:meth:`Trainer.state_dict` plus every rank's RNG state (a collective call).
+
+        Dropout and other random layers draw from each rank's own generator: a resume must
+        continue every rank's stream where it stopped, not hand rank 0's state to all.
+        """
+        state = super().state_dict()
+        if tdist.is_distributed():
+            per_rank: list[Any] = [None] * tdist.get_world_size()
+            torch.distributed.all_gather_object(per_rank, state["rng"])
+            state["rng_per_rank"] = per_rank
+        return state
+
+    def load_state_dict(self, state: Any) -> None:
+        super().load_state_dict(state)
+        per_rank = state.get("rng_per_rank")
+        if per_rank is not None and len(per_rank) == tdist.get_world_size():
+            restore_rng_state(per_rank[tdist.get_rank()])
+
     def save(self, name: str = "last.pt"):  # type: ignore[override]
-        """Rank 0 writes the checkpoint; the others return None."""
+        """Every rank takes part (RNG states are gathered); rank 0 alone writes the file."""
+        if self.checkpoint_dir is None:
+            return None
+        state = self.state_dict()
         if not tdist.is_main_process():
             return None
-        return super().save(name)
+        return save_checkpoint(self.checkpoint_dir / name, state)
 
     def fit(self, inputs: Tensor, labels: Tensor, *, p: int, k: int, sampler: Any = None, **kwargs):  # type: ignore[override]
         if sampler is None:
