@@ -27,18 +27,21 @@ Writes ``benchmarks/results/evaluation.json`` (``evaluation_omp_passive.json`` w
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
 import resource
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import torch
+
+try:
+    from benchmarks._memory import PeakMemory
+except ImportError:  # run as a script: benchmarks/ itself is on sys.path
+    from _memory import PeakMemory  # type: ignore[no-redef]
 
 RESULTS = Path(__file__).parent / "results"
 CASES = ("tripletlab-70k", "tripletlab-10k", "pml-10k")
@@ -73,38 +76,6 @@ def embeddings(size: str) -> tuple[torch.Tensor, torch.Tensor, str]:
         centres = torch.randn(10, 128, generator=generator)
         x = centres[labels] + 2.0 * torch.randn(n, 128, generator=generator)
         return x, labels, f"10 Gaussian clusters (Fashion-MNIST unavailable: {error})"
-
-
-class PeakMemory:
-    """Peak RSS growth (bytes) of this process during a block, sampled every 2 ms."""
-
-    @staticmethod
-    def rss() -> int:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def __enter__(self) -> PeakMemory:
-        gc.collect()
-        self.start = self.rss()
-        self.peak = self.start
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            time.sleep(0.002)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.rss())
-
-    @property
-    def extra(self) -> int:
-        return self.peak - self.start
 
 
 def worker(case: str, threads: int) -> dict:

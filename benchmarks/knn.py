@@ -25,7 +25,6 @@ import gc
 import json
 import os
 import platform
-import threading
 import time
 from pathlib import Path
 
@@ -36,36 +35,12 @@ from tripletlab.evaluate.knn import TorchKNN
 from tripletlab.evaluate.knn_faiss import FaissKNN, recall_at_k
 from tripletlab.train.offline_mining import mine_offline_triplets
 
+try:
+    from benchmarks._memory import PeakMemory
+except ImportError:  # run as a script: benchmarks/ itself is on sys.path
+    from _memory import PeakMemory  # type: ignore[no-redef]
+
 RESULTS = Path(__file__).parent / "results"
-
-
-class PeakMemory:
-    """Peak RSS growth (MB) of the process during a block, sampled every 5 ms."""
-
-    @staticmethod
-    def rss() -> int:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def __enter__(self) -> PeakMemory:
-        gc.collect()
-        self.start = self.rss()
-        self.peak = self.start
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            time.sleep(0.005)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.rss())
-        self.mb = (self.peak - self.start) / 2**20
 
 
 def _random(n: int, dim: int, seed: int = 0) -> torch.Tensor:
@@ -92,7 +67,7 @@ def _bench_backends(name, refs, query_rows, backends, k=10):
     queries = refs[query_rows]
     exclude = query_rows.clone()
     rows = []
-    with PeakMemory() as mem:
+    with PeakMemory(interval=0.005) as mem:
         t0 = time.perf_counter()
         exact = TorchKNN().search(queries, k, refs, exclude=exclude)
         torch_s = time.perf_counter() - t0
@@ -109,7 +84,7 @@ def _bench_backends(name, refs, query_rows, backends, k=10):
     )
     print(f"  {name}: torch exact {torch_s:.1f}s peak {mem.mb:.0f} MB", flush=True)
     for label, backend in backends:
-        with PeakMemory() as mem:
+        with PeakMemory(interval=0.005) as mem:
             t0 = time.perf_counter()
             index = backend.build(refs)
             build_s = time.perf_counter() - t0
@@ -140,7 +115,7 @@ def _bench_backends(name, refs, query_rows, backends, k=10):
 def _bench_mining(name, x, y, backend_label, backend):
     # trained embeddings live on the unit sphere (margin 0.2 is FaceNet's there)
     x = torch.nn.functional.normalize(x, dim=1)
-    with PeakMemory() as mem:
+    with PeakMemory(interval=0.005) as mem:
         t0 = time.perf_counter()
         a, _, _ = mine_offline_triplets(
             x,
