@@ -182,14 +182,7 @@ class TorchKNN:
         reduces each chunk at once (like the retrieval metrics) never holds all (Q, k)
         neighbour lists. ``rows`` overrides the chunk size derived from the memory budget.
         """
-        check_choice(metric, "metric", METRICS)
-        queries = check_embeddings(queries, "queries")
-        if references is None:
-            references = queries
-            if exclude is None:
-                exclude = torch.arange(len(queries), device=queries.device)
-        else:
-            references = check_embeddings(references, "references")
+        queries, references, exclude = resolve_search(queries, references, metric, exclude)
         if queries.shape[1] != references.shape[1]:
             raise ValueError(
                 "queries and references must have the same dimension; "
@@ -197,10 +190,7 @@ class TorchKNN:
             )
         exclude = _check_exclude(exclude, len(queries), len(references))
         _check_k(k, len(references) - (exclude is not None))
-        if rows is None:
-            rows = self.chunk_rows(len(references), k)
-        elif isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
-            raise ValueError(f"rows must be a positive int; got {rows!r}")
+        rows = check_rows(rows, default=self.chunk_rows(len(references), k))
         return self._iter_chunks(queries, k, references, metric, exclude, rows)
 
     def _iter_chunks(
@@ -388,6 +378,32 @@ def _smallest_k_by_sort(block: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """Row-wise k smallest by a stable sort (float64, or more than 2³¹ references)."""
     values, idx = torch.sort(block.clamp_min_(0), dim=1, stable=True)
     return values[:, :k].contiguous(), idx[:, :k].contiguous()
+
+
+def resolve_search(
+    queries: Tensor, references: Tensor | None, metric: str, exclude: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Validate a search's inputs, shared by every backend.
+
+    ``references=None`` searches the queries themselves, each query excluded from its own
+    neighbours unless ``exclude`` says otherwise. Returns ``(queries, references, exclude)``.
+    """
+    check_choice(metric, "metric", METRICS)
+    queries = check_embeddings(queries, "queries")
+    if references is None:
+        if exclude is None:
+            exclude = torch.arange(len(queries), device=queries.device)
+        return queries, queries, exclude
+    return queries, check_embeddings(references, "references"), exclude
+
+
+def check_rows(rows: int | None, default: int) -> int:
+    """The chunk size of an ``iter_search``: ``default`` when None, else a positive int."""
+    if rows is None:
+        return default
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise ValueError(f"rows must be a positive int; got {rows!r}")
+    return rows
 
 
 def _check_exclude(exclude: Tensor | None, n_queries: int, n_references: int) -> Tensor | None:

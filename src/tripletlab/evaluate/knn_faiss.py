@@ -37,7 +37,14 @@ import torch
 from torch import Tensor
 
 from tripletlab.errors import TripletlabError
-from tripletlab.evaluate.knn import KNNResult, TorchKNN, _check_exclude, _check_k
+from tripletlab.evaluate.knn import (
+    KNNResult,
+    TorchKNN,
+    _check_exclude,
+    _check_k,
+    check_rows,
+    resolve_search,
+)
 from tripletlab.functional._validation import check_choice, check_embeddings
 from tripletlab.functional.distances import METRICS
 
@@ -295,12 +302,7 @@ class FaissKNN:
         exclude: Tensor | None = None,
     ) -> KNNResult:
         """The ``k`` nearest references of each query (see :class:`KNNBackend`)."""
-        check_choice(metric, "metric", METRICS)
-        queries = check_embeddings(queries, "queries")
-        if references is None:
-            references = queries
-            if exclude is None:
-                exclude = torch.arange(len(queries), device=queries.device)
+        queries, references, exclude = resolve_search(queries, references, metric, exclude)
         result = self.build(references, metric).search(queries, k, exclude=exclude)
         if self.min_recall is not None and not self.exact:
             recall = self._recall_of(result, queries, k, references, metric, exclude)
@@ -326,16 +328,8 @@ class FaissKNN:
         """:meth:`search` one chunk of ``rows`` queries at a time, the index built once:
         yields ``(first_row, result)`` (the interface :func:`~tripletlab.evaluate.knn.iter_knn`
         uses, so retrieval metrics never hold all neighbour lists)."""
-        check_choice(metric, "metric", METRICS)
-        queries = check_embeddings(queries, "queries")
-        if references is None:
-            references = queries
-            if exclude is None:
-                exclude = torch.arange(len(queries), device=queries.device)
-        if rows is None:
-            rows = self.query_chunk
-        elif isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
-            raise ValueError(f"rows must be a positive int; got {rows!r}")
+        queries, references, exclude = resolve_search(queries, references, metric, exclude)
+        rows = check_rows(rows, default=self.query_chunk)
         index = self.build(references, metric)
         _check_k(k, index.n - (exclude is not None))
 
@@ -359,10 +353,7 @@ class FaissKNN:
 
         The fraction of the exact k nearest neighbours (TorchKNN) that this index returns.
         """
-        if references is None:
-            references = queries
-            if exclude is None:
-                exclude = torch.arange(len(queries), device=queries.device)
+        queries, references, exclude = resolve_search(queries, references, metric, exclude)
         sample = self._sample(len(queries))
         sub_ex = None if exclude is None else exclude[sample]
         result = self.build(references, metric).search(queries[sample], k, exclude=sub_ex)
