@@ -8,6 +8,9 @@ pytorch-metric-learning.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from torch import Tensor, nn
 
 from tripletlab.functional._batch_input import DEFAULT_MEMORY_BUDGET
@@ -32,6 +35,36 @@ class _BatchTripletLoss(nn.Module):
         self.metric = check_choice(metric, "metric", METRICS)
         self.smoothing = check_smoothing(smoothing)
         self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
+
+    # the functional form this module wraps, and its extra keyword arguments
+    _loss_function: Callable[..., Tensor | tuple[Tensor, TripletStats]]
+
+    def _options(self) -> dict[str, Any]:
+        return {}
+
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        ref_embeddings: Tensor | None = None,
+        ref_labels: Tensor | None = None,
+        return_stats: bool = False,
+    ) -> Tensor | tuple[Tensor, TripletStats]:
+        """The loss of ``embeddings`` (B, D) with integer ``labels`` (B,); anchors against
+        ``ref_embeddings``/``ref_labels`` when given; ``(loss, TripletStats)`` with
+        ``return_stats=True``."""
+        return type(self)._loss_function(
+            embeddings,
+            labels,
+            margin=self.margin,
+            metric=self.metric,
+            smoothing=self.smoothing,
+            reduction=self.reduction,
+            ref_embeddings=ref_embeddings,
+            ref_labels=ref_labels,
+            return_stats=return_stats,
+            **self._options(),
+        )
 
     def extra_repr(self) -> str:
         return (
@@ -68,26 +101,10 @@ class BatchAllTripletLoss(_BatchTripletLoss):
         super().__init__(margin, metric, smoothing, reduction)
         self.memory_budget = int(check_positive(memory_budget, "memory_budget"))
 
-    def forward(
-        self,
-        embeddings: Tensor,
-        labels: Tensor,
-        ref_embeddings: Tensor | None = None,
-        ref_labels: Tensor | None = None,
-        return_stats: bool = False,
-    ) -> Tensor | tuple[Tensor, TripletStats]:
-        return batch_all_triplet_loss(
-            embeddings,
-            labels,
-            margin=self.margin,
-            metric=self.metric,
-            smoothing=self.smoothing,
-            reduction=self.reduction,
-            ref_embeddings=ref_embeddings,
-            ref_labels=ref_labels,
-            return_stats=return_stats,
-            memory_budget=self.memory_budget,
-        )
+    _loss_function = batch_all_triplet_loss
+
+    def _options(self) -> dict[str, Any]:
+        return {"memory_budget": self.memory_budget}
 
 
 class BatchHardTripletLoss(_BatchTripletLoss):
@@ -111,25 +128,7 @@ class BatchHardTripletLoss(_BatchTripletLoss):
     ) -> None:
         super().__init__(margin, metric, smoothing, reduction)
 
-    def forward(
-        self,
-        embeddings: Tensor,
-        labels: Tensor,
-        ref_embeddings: Tensor | None = None,
-        ref_labels: Tensor | None = None,
-        return_stats: bool = False,
-    ) -> Tensor | tuple[Tensor, TripletStats]:
-        return batch_hard_triplet_loss(
-            embeddings,
-            labels,
-            margin=self.margin,
-            metric=self.metric,
-            smoothing=self.smoothing,
-            reduction=self.reduction,
-            ref_embeddings=ref_embeddings,
-            ref_labels=ref_labels,
-            return_stats=return_stats,
-        )
+    _loss_function = batch_hard_triplet_loss
 
 
 class BatchSemiHardTripletLoss(_BatchTripletLoss):
@@ -158,27 +157,10 @@ class BatchSemiHardTripletLoss(_BatchTripletLoss):
         self.fallback = check_choice(fallback, "fallback", FALLBACKS)
         self.memory_budget = int(check_positive(memory_budget, "memory_budget"))
 
-    def forward(
-        self,
-        embeddings: Tensor,
-        labels: Tensor,
-        ref_embeddings: Tensor | None = None,
-        ref_labels: Tensor | None = None,
-        return_stats: bool = False,
-    ) -> Tensor | tuple[Tensor, TripletStats]:
-        return batch_semi_hard_triplet_loss(
-            embeddings,
-            labels,
-            margin=self.margin,
-            metric=self.metric,
-            smoothing=self.smoothing,
-            fallback=self.fallback,
-            reduction=self.reduction,
-            ref_embeddings=ref_embeddings,
-            ref_labels=ref_labels,
-            return_stats=return_stats,
-            memory_budget=self.memory_budget,
-        )
+    _loss_function = batch_semi_hard_triplet_loss
+
+    def _options(self) -> dict[str, Any]:
+        return {"fallback": self.fallback, "memory_budget": self.memory_budget}
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", fallback={self.fallback!r}"
