@@ -16,7 +16,7 @@ from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_s
 from torch import Tensor
 
 from tripletlab.errors import DataError
-from tripletlab.functional._validation import check_embeddings, check_labels
+from tripletlab.validation import check_embeddings, check_labels
 
 
 def clustering_metrics(

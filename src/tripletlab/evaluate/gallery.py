@@ -36,8 +36,8 @@ from torch import Tensor
 
 from tripletlab.errors import DataError
 from tripletlab.evaluate.knn import KNNBackend, TorchKNN
-from tripletlab.functional._validation import check_choice, check_embeddings, check_labels
 from tripletlab.functional.distances import METRICS, row_distance
+from tripletlab.validation import check_choice, check_embeddings, check_labels
 
 GALLERY_FORMAT = "tripletlab-gallery"
 GALLERY_VERSION = 1

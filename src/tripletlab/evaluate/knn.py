@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tripletlab.functional._validation import check_choice, check_embeddings, compute_dtype
 from tripletlab.functional.distances import METRICS
+from tripletlab.validation import check_choice, check_embeddings, compute_dtype
 
 DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes of working memory for one distance block
 _INDEX_BITS = 31  # non-negative float32 bit patterns fit in 31 bits; indices take the other 31

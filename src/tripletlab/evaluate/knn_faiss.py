@@ -45,8 +45,8 @@ from tripletlab.evaluate.knn import (
     check_rows,
     resolve_search,
 )
-from tripletlab.functional._validation import check_choice, check_embeddings
 from tripletlab.functional.distances import METRICS
+from tripletlab.validation import check_choice, check_embeddings
 
 INDEX_TYPES: tuple[str, ...] = ("flat", "ivf", "hnsw")
 _COSINE_EPS = 1e-12

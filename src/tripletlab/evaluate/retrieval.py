@@ -33,8 +33,8 @@ import torch
 from torch import Tensor
 
 from tripletlab.evaluate.knn import DEFAULT_MEMORY_BUDGET, KNNBackend, TorchKNN, iter_knn
-from tripletlab.functional._validation import check_choice, check_embeddings, check_labels
 from tripletlab.functional.distances import METRICS
+from tripletlab.validation import check_choice, check_embeddings, check_labels
 
 
 def retrieval_metrics(

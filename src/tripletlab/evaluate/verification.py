@@ -27,8 +27,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from torch import Tensor
 
 from tripletlab.errors import DataError
-from tripletlab.functional._validation import check_choice, check_embeddings, check_labels
 from tripletlab.functional.distances import METRICS, row_distance
+from tripletlab.validation import check_choice, check_embeddings, check_labels
 
 FARS: tuple[float, ...] = (1e-3, 1e-2)
 _MAX_CURVE_POINTS = 512

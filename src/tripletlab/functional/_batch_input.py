@@ -14,7 +14,9 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from tripletlab.functional._validation import (
+from tripletlab.functional.distances import METRICS, pairwise_distances, row_distance, safe_sqrt
+from tripletlab.functional.positives import positive_index_matrix
+from tripletlab.validation import (
     check_choice,
     check_embeddings,
     check_labels,
@@ -22,8 +24,6 @@ from tripletlab.functional._validation import (
     check_smoothing,
     compute_dtype,
 )
-from tripletlab.functional.distances import METRICS, pairwise_distances, row_distance, safe_sqrt
-from tripletlab.functional.positives import positive_index_matrix
 
 #: Default bound, in bytes, on the temporaries a batch loss allocates at once (per row chunk).
 DEFAULT_MEMORY_BUDGET = 256 * 2**20

@@ -35,11 +35,11 @@ from tripletlab.functional._batch_input import (
     empty_batch_terms,
     prepare_batch,
 )
-from tripletlab.functional._validation import check_choice
 from tripletlab.functional.batch_hard import easiest_negative_index
 from tripletlab.functional.reductions import REDUCTIONS, reduce_total
 from tripletlab.functional.smoothing import smooth_hinge
 from tripletlab.functional.triplet_types import TripletStats, batch_stats
+from tripletlab.validation import check_choice
 
 FALLBACKS: tuple[str, ...] = ("hardest", "easiest", "skip")
 

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tripletlab.functional._validation import check_choice, check_nonnegative, check_positive
 from tripletlab.functional.regression_losses import ELEMENT_REDUCTIONS, ElementReduction, _reduce
+from tripletlab.validation import check_choice, check_nonnegative, check_positive
 
 
 def cross_entropy(

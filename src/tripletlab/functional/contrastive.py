@@ -28,7 +28,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from tripletlab.functional._validation import (
+from tripletlab.functional.distances import METRICS, Metric, pairwise_distances, row_distance
+from tripletlab.functional.reductions import REDUCTIONS, Reduction, reduce_loss
+from tripletlab.validation import (
     check_choice,
     check_embeddings,
     check_labels,
@@ -36,8 +38,6 @@ from tripletlab.functional._validation import (
     check_same_shape,
     compute_dtype,
 )
-from tripletlab.functional.distances import METRICS, Metric, pairwise_distances, row_distance
-from tripletlab.functional.reductions import REDUCTIONS, Reduction, reduce_loss
 
 ContrastiveForm = Literal["hadsell", "squared"]
 CONTRASTIVE_FORMS: tuple[str, ...] = ("hadsell", "squared")

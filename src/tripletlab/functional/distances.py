@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from tripletlab.functional._validation import check_choice, check_embeddings, compute_dtype
+from tripletlab.validation import check_choice, check_embeddings, compute_dtype
 
 Metric = Literal["sqeuclidean", "euclidean", "cosine"]
 METRICS: tuple[str, ...] = ("sqeuclidean", "euclidean", "cosine")

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from tripletlab.functional._batch_input import DEFAULT_MEMORY_BUDGET, BatchInput, prepare_batch
-from tripletlab.functional._validation import check_choice, check_nonnegative
+from tripletlab.validation import check_choice, check_nonnegative
 
 STRATEGIES: tuple[str, ...] = ("all", "hard", "semi_hard", "easy")
 

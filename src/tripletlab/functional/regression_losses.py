@@ -16,13 +16,13 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from tripletlab.functional._validation import (
+from tripletlab.functional.distances import safe_sqrt
+from tripletlab.validation import (
     check_choice,
     check_positive,
     check_same_shape,
     compute_dtype,
 )
-from tripletlab.functional.distances import safe_sqrt
 
 ElementReduction = Literal["mean", "sum", "none"]
 ELEMENT_REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from tripletlab.functional._validation import (
+from tripletlab.functional.distances import row_distance
+from tripletlab.functional.regression_losses import ELEMENT_REDUCTIONS, ElementReduction, _reduce
+from tripletlab.validation import (
     check_choice,
     check_embeddings,
     check_same_shape,
     compute_dtype,
 )
-from tripletlab.functional.distances import row_distance
-from tripletlab.functional.regression_losses import ELEMENT_REDUCTIONS, ElementReduction, _reduce
 
 
 def cosine_loss(x: Tensor, y: Tensor, reduction: ElementReduction = "mean") -> Tensor:

@@ -23,7 +23,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tripletlab.functional._validation import (
+from tripletlab.functional.distances import METRICS, Metric, row_distance
+from tripletlab.functional.reductions import REDUCTIONS, Reduction, reduce_loss
+from tripletlab.functional.smoothing import smooth_hinge, smooth_hinge_derivative
+from tripletlab.validation import (
     check_choice,
     check_embeddings,
     check_nonnegative,
@@ -31,9 +34,6 @@ from tripletlab.functional._validation import (
     check_smoothing,
     compute_dtype,
 )
-from tripletlab.functional.distances import METRICS, Metric, row_distance
-from tripletlab.functional.reductions import REDUCTIONS, Reduction, reduce_loss
-from tripletlab.functional.smoothing import smooth_hinge, smooth_hinge_derivative
 
 _NORM_EPS = 1e-12
 

@@ -27,13 +27,13 @@ from tripletlab.functional._batch_input import (
     prepare_batch,
     row_chunks,
 )
-from tripletlab.functional._validation import (
+from tripletlab.functional.distances import METRICS
+from tripletlab.validation import (
     check_choice,
     check_embeddings,
     check_labels,
     check_nonnegative,
 )
-from tripletlab.functional.distances import METRICS
 
 #: ``return_masks=True`` builds three (B, M, M) bool masks; refused above this many entries.
 MAX_MASK_ENTRIES = 2**24

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from tripletlab.functional._validation import check_nonnegative
+from tripletlab.validation import check_nonnegative
 
 
 def _projections(A: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,8 +14,8 @@ from functools import cached_property
 
 import numpy as np
 
-from tripletlab.functional._validation import check_nonnegative
 from tripletlab.lab import objective
+from tripletlab.validation import check_nonnegative
 
 
 @dataclass(frozen=True)

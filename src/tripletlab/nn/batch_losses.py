@@ -14,18 +14,18 @@ from typing import Any
 from torch import Tensor, nn
 
 from tripletlab.functional._batch_input import DEFAULT_MEMORY_BUDGET
-from tripletlab.functional._validation import (
-    check_choice,
-    check_nonnegative,
-    check_positive,
-    check_smoothing,
-)
 from tripletlab.functional.batch_all import batch_all_triplet_loss
 from tripletlab.functional.batch_hard import batch_hard_triplet_loss
 from tripletlab.functional.batch_semi_hard import FALLBACKS, batch_semi_hard_triplet_loss
 from tripletlab.functional.distances import METRICS
 from tripletlab.functional.reductions import REDUCTIONS
 from tripletlab.functional.triplet_types import TripletStats
+from tripletlab.validation import (
+    check_choice,
+    check_nonnegative,
+    check_positive,
+    check_smoothing,
+)
 
 
 class _BatchTripletLoss(nn.Module):

@@ -8,11 +8,6 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from tripletlab.functional._validation import (
-    check_choice,
-    check_nonnegative,
-    check_smoothing,
-)
 from tripletlab.functional.contrastive import (
     CONTRASTIVE_FORMS,
     ContrastiveForm,
@@ -22,6 +17,11 @@ from tripletlab.functional.contrastive import (
 from tripletlab.functional.distances import METRICS, Metric
 from tripletlab.functional.reductions import REDUCTIONS, Reduction
 from tripletlab.functional.triplet import triplet_margin_loss
+from tripletlab.validation import (
+    check_choice,
+    check_nonnegative,
+    check_smoothing,
+)
 
 
 class TripletMarginLoss(nn.Module):

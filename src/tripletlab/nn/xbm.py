@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tripletlab.functional._validation import check_embeddings, check_labels, check_nonnegative
+from tripletlab.validation import check_embeddings, check_labels, check_nonnegative
 
 
 def _check_positive_int(value: object, name: str) -> int:

@@ -39,15 +39,15 @@ import torch
 from torch import Tensor
 
 from tripletlab.evaluate.knn import KNNBackend, TorchKNN, iter_knn
-from tripletlab.functional._validation import (
+from tripletlab.functional.distances import METRICS, row_distance
+from tripletlab.functional.triplet import triplet_margin_loss
+from tripletlab.train.trainer import Trainer
+from tripletlab.validation import (
     check_choice,
     check_embeddings,
     check_labels,
     check_nonnegative,
 )
-from tripletlab.functional.distances import METRICS, row_distance
-from tripletlab.functional.triplet import triplet_margin_loss
-from tripletlab.train.trainer import Trainer
 
 STRATEGIES: tuple[str, ...] = ("hard", "semi_hard", "all")
 SCHEDULES: tuple[str, ...] = ("online", "offline", "alternate")
