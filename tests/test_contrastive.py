@@ -306,8 +306,15 @@ def test_modules():
         contrastive_loss(x1, x2, same, margin=0.5, form="squared", reduction="sum"),
     )
     emb, labels = torch.randn(8, 3), torch.arange(8) % 4
-    batch = tripletlab.BatchContrastiveLoss(margin=0.5, return_stats=True)
-    loss, stats = batch(emb, labels)
+    batch = tripletlab.BatchContrastiveLoss(margin=0.5)
+    loss, stats = batch(emb, labels, return_stats=True)
     torch.testing.assert_close(loss, batch_contrastive_loss(emb, labels, margin=0.5))
-    assert int(stats["positive_pairs"]) == 4
+    assert int(stats.positive_pairs) == 4 and stats.as_dict()["negative_pairs"] == 24.0
+    torch.testing.assert_close(batch(emb, labels), loss)  # no stats unless asked for
+    # the constructor argument of before keeps working, with a deprecation warning
+    with pytest.warns(DeprecationWarning, match="return_stats"):
+        old = tripletlab.BatchContrastiveLoss(margin=0.5, return_stats=True)
+    old_loss, old_stats = old(emb, labels)
+    torch.testing.assert_close(old_loss, loss)
+    assert int(old_stats["positive_pairs"]) == 4
     assert "hadsell" in repr(batch)

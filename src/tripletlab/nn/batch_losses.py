@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from tripletlab.functional._batch_input import DEFAULT_MEMORY_BUDGET
 from tripletlab.functional.batch_all import batch_all_triplet_loss
@@ -20,6 +20,7 @@ from tripletlab.functional.batch_semi_hard import FALLBACKS, batch_semi_hard_tri
 from tripletlab.functional.distances import METRICS
 from tripletlab.functional.reductions import REDUCTIONS
 from tripletlab.functional.triplet_types import TripletStats
+from tripletlab.nn.loss_base import BatchLoss
 from tripletlab.validation import (
     check_choice,
     check_nonnegative,
@@ -28,7 +29,7 @@ from tripletlab.validation import (
 )
 
 
-class _BatchTripletLoss(nn.Module):
+class _BatchTripletLoss(BatchLoss):
     def __init__(self, margin: float, metric: str, smoothing: float | None, reduction: str) -> None:
         super().__init__()
         self.margin = check_nonnegative(margin, "margin")

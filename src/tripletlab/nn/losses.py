@@ -6,22 +6,34 @@ built, not at the first training step.
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass, fields
+from typing import get_args
+
 from torch import Tensor, nn
 
 from tripletlab.functional.contrastive import (
-    CONTRASTIVE_FORMS,
     ContrastiveForm,
     batch_contrastive_loss,
     contrastive_loss,
 )
-from tripletlab.functional.distances import METRICS, Metric
-from tripletlab.functional.reductions import REDUCTIONS, Reduction
+from tripletlab.functional.distances import Metric
+from tripletlab.functional.reductions import Reduction
 from tripletlab.functional.triplet import triplet_margin_loss
-from tripletlab.validation import (
-    check_choice,
-    check_nonnegative,
-    check_smoothing,
-)
+from tripletlab.nn.loss_base import BatchLoss
+from tripletlab.validation import check_choice, check_nonnegative, check_smoothing
+
+__all__ = [
+    "BatchContrastiveLoss",
+    "ContrastiveLoss",
+    "PairStats",
+    "TripletMarginLoss",
+]
+
+# The allowed names, typed as their Literal (so checked values keep that type).
+_METRICS: tuple[Metric, ...] = get_args(Metric)
+_REDUCTIONS: tuple[Reduction, ...] = get_args(Reduction)
+_FORMS: tuple[ContrastiveForm, ...] = get_args(ContrastiveForm)
 
 
 class TripletMarginLoss(nn.Module):
@@ -51,9 +63,9 @@ class TripletMarginLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.margin = check_nonnegative(margin, "margin")
-        self.metric = check_choice(metric, "metric", METRICS)
+        self.metric = check_choice(metric, "metric", _METRICS)
         self.smoothing = check_smoothing(smoothing)
-        self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
+        self.reduction = check_choice(reduction, "reduction", _REDUCTIONS)
 
     def forward(self, anchor: Tensor, positive: Tensor, negative: Tensor) -> Tensor:
         return triplet_margin_loss(
@@ -61,9 +73,9 @@ class TripletMarginLoss(nn.Module):
             positive,
             negative,
             margin=self.margin,
-            metric=self.metric,  # type: ignore[arg-type]
+            metric=self.metric,
             smoothing=self.smoothing,
-            reduction=self.reduction,  # type: ignore[arg-type]
+            reduction=self.reduction,
         )
 
     def extra_repr(self) -> str:
@@ -73,7 +85,26 @@ class TripletMarginLoss(nn.Module):
         )
 
 
-class ContrastiveLoss(nn.Module):
+class _ContrastiveSettings(nn.Module):
+    """The validated settings shared by the pair and the batch contrastive modules."""
+
+    def __init__(
+        self, margin: float, form: ContrastiveForm, metric: Metric, reduction: Reduction
+    ) -> None:
+        super().__init__()
+        self.margin = check_nonnegative(margin, "margin")
+        self.form = check_choice(form, "form", _FORMS)
+        self.metric = check_choice(metric, "metric", _METRICS)
+        self.reduction = check_choice(reduction, "reduction", _REDUCTIONS)
+
+    def extra_repr(self) -> str:
+        return (
+            f"margin={self.margin}, form={self.form!r}, metric={self.metric!r}, "
+            f"reduction={self.reduction!r}"
+        )
+
+
+class ContrastiveLoss(_ContrastiveSettings):
     """Contrastive loss on explicit pairs, called as ``loss(x1, x2, same)``.
 
     ``hadsell``: ``y·d² + (1 − y)·[m − d]₊²``; ``squared``: ``y·d² + (1 − y)·[m − d²]₊``.
@@ -93,11 +124,7 @@ class ContrastiveLoss(nn.Module):
         metric: Metric = "euclidean",
         reduction: Reduction = "mean",
     ) -> None:
-        super().__init__()
-        self.margin = check_nonnegative(margin, "margin")
-        self.form = check_choice(form, "form", CONTRASTIVE_FORMS)
-        self.metric = check_choice(metric, "metric", METRICS)
-        self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
+        super().__init__(margin, form, metric, reduction)
 
     def forward(self, x1: Tensor, x2: Tensor, same: Tensor) -> Tensor:
         return contrastive_loss(
@@ -105,29 +132,52 @@ class ContrastiveLoss(nn.Module):
             x2,
             same,
             margin=self.margin,
-            form=self.form,  # type: ignore[arg-type]
-            metric=self.metric,  # type: ignore[arg-type]
-            reduction=self.reduction,  # type: ignore[arg-type]
-        )
-
-    def extra_repr(self) -> str:
-        return (
-            f"margin={self.margin}, form={self.form!r}, metric={self.metric!r}, "
-            f"reduction={self.reduction!r}"
+            form=self.form,
+            metric=self.metric,
+            reduction=self.reduction,
         )
 
 
-class BatchContrastiveLoss(ContrastiveLoss):
+@dataclass(frozen=True)
+class PairStats:
+    """Per-step statistics of a batch pair loss, as detached 0-dim tensors (no host sync).
+
+    Fields: ``positive_pairs`` and ``negative_pairs`` (pairs i < j of the batch),
+    ``active_pairs`` (pairs with loss > 0) and ``active_fraction`` (over all pairs; 0 for a
+    batch of fewer than two samples). ``stats["positive_pairs"]`` also works (the dict the
+    module returned before).
+    """
+
+    positive_pairs: Tensor
+    negative_pairs: Tensor
+    active_pairs: Tensor
+    active_fraction: Tensor
+
+    def as_dict(self) -> dict[str, float]:
+        """All fields as Python floats (one host read per field)."""
+        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
+
+    def __getitem__(self, key: str) -> Tensor:
+        if key not in {f.name for f in fields(self)}:
+            raise KeyError(key)
+        value: Tensor = getattr(self, key)
+        return value
+
+
+class BatchContrastiveLoss(_ContrastiveSettings, BatchLoss):
     """Contrastive loss over all pairs i < j of a batch, called as ``loss(embeddings, labels)``.
 
-    See :func:`tripletlab.functional.batch_contrastive_loss`. With ``return_stats=True`` the
-    call returns ``(loss, stats)`` (pair counts and the active fraction, 0-dim tensors).
+    See :func:`tripletlab.functional.batch_contrastive_loss`. ``loss(embeddings, labels,
+    return_stats=True)`` returns ``(loss, PairStats)``, like every batch loss. The
+    constructor argument ``return_stats`` is deprecated (it made every call return stats).
 
     Example:
         >>> import torch
         >>> loss = BatchContrastiveLoss(margin=1.0)
-        >>> loss(torch.randn(8, 4), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])).shape
-        torch.Size([])
+        >>> x, y = torch.randn(8, 4), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+        >>> value, stats = loss(x, y, return_stats=True)
+        >>> value.shape, int(stats.positive_pairs)
+        (torch.Size([]), 4)
     """
 
     def __init__(
@@ -136,20 +186,34 @@ class BatchContrastiveLoss(ContrastiveLoss):
         form: ContrastiveForm = "hadsell",
         metric: Metric = "euclidean",
         reduction: Reduction = "mean",
-        return_stats: bool = False,
+        return_stats: bool | None = None,
     ) -> None:
-        super().__init__(margin=margin, form=form, metric=metric, reduction=reduction)
+        super().__init__(margin, form, metric, reduction)
+        if return_stats is not None:
+            warnings.warn(
+                "BatchContrastiveLoss(return_stats=...) is deprecated; pass return_stats to "
+                "the call instead: loss(embeddings, labels, return_stats=True)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         self.return_stats = bool(return_stats)
 
-    def forward(  # type: ignore[override]
-        self, embeddings: Tensor, labels: Tensor
-    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
-        return batch_contrastive_loss(
+    def forward(
+        self, embeddings: Tensor, labels: Tensor, return_stats: bool | None = None
+    ) -> Tensor | tuple[Tensor, PairStats]:
+        """The loss of ``embeddings`` (B, D) with ``labels`` (B,); ``(loss, PairStats)``
+        when ``return_stats`` (default: the deprecated constructor setting, else False)."""
+        wanted = self.return_stats if return_stats is None else bool(return_stats)
+        output = batch_contrastive_loss(
             embeddings,
             labels,
             margin=self.margin,
-            form=self.form,  # type: ignore[arg-type]
-            metric=self.metric,  # type: ignore[arg-type]
-            reduction=self.reduction,  # type: ignore[arg-type]
-            return_stats=self.return_stats,
+            form=self.form,
+            metric=self.metric,
+            reduction=self.reduction,
+            return_stats=wanted,
         )
+        if isinstance(output, Tensor):
+            return output
+        loss, stats = output
+        return loss, PairStats(**stats)

@@ -12,10 +12,10 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tripletlab.nn.activations import get_activation
+from tripletlab.nn.embedding import l2_normalize
 
 MODEL_NAMES: tuple[str, ...] = ("mlp", "cnn")
 
@@ -75,7 +75,7 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.layers(x.flatten(1) if x.dim() > 2 else x)
-        return F.normalize(out, dim=1) if self.normalize else out
+        return l2_normalize(out) if self.normalize else out
 
 
 class ConvNet(nn.Module):
@@ -145,7 +145,7 @@ class ConvNet(nn.Module):
         elif x.dim() == 3:  # (N, H, W) single-channel images
             x = x.unsqueeze(1)
         out = self.head(self.features(x))
-        return F.normalize(out, dim=1) if self.normalize else out
+        return l2_normalize(out) if self.normalize else out
 
 
 def build_model(name: str, in_shape: Sequence[int], embedding_dim: int, **kwargs) -> nn.Module:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tripletlab.nn.loss_base import BatchLoss, LossStats, as_batch_loss
 from tripletlab.validation import check_embeddings, check_labels, check_nonnegative
 
 
@@ -112,7 +113,7 @@ class CrossBatchMemory(nn.Module):
         self._count = int(state["count"])
 
 
-class XBMLoss(nn.Module):
+class XBMLoss(BatchLoss):
     """A batch loss plus the same loss against a cross-batch memory (Wang et al. 2020).
 
     ``L = loss(x, y) + weight · loss(x, y, ref_embeddings=M_x, ref_labels=M_y)``, where
@@ -128,7 +129,9 @@ class XBMLoss(nn.Module):
         weight: λ ≥ 0 of the memory term.
         start_iteration: training-mode calls before the memory term is used.
 
-    Inputs: ``embeddings`` (B, D), ``labels`` (B,). Returns a 0-dim loss.
+    Inputs: ``embeddings`` (B, D), ``labels`` (B,). Returns a 0-dim loss, or ``(loss,
+    stats)`` with ``return_stats=True``: the statistics of the batch term (those of the
+    wrapped loss).
 
     Example:
         >>> from tripletlab.nn.batch_losses import BatchHardTripletLoss
@@ -150,7 +153,7 @@ class XBMLoss(nn.Module):
         super().__init__()
         if not callable(loss):
             raise TypeError(f"loss must be a callable batch loss; got {type(loss).__name__}")
-        self.loss = loss
+        self.loss = as_batch_loss(loss)
         self.memory = CrossBatchMemory(memory_size, embedding_dim)
         self.weight = check_nonnegative(weight, "weight")
         if isinstance(start_iteration, bool) or not isinstance(start_iteration, int):
@@ -163,8 +166,15 @@ class XBMLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"weight={self.weight}, start_iteration={self.start_iteration}"
 
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        total = self.loss(embeddings, labels)
+    def forward(
+        self, embeddings: Tensor, labels: Tensor, return_stats: bool = False
+    ) -> Tensor | tuple[Tensor, LossStats]:
+        # Statistics cost a classification pass: computed only when asked for.
+        stats: LossStats | None = None
+        if return_stats:
+            total, stats = self.loss(embeddings, labels, return_stats=True)
+        else:
+            total = self.loss(embeddings, labels)
         use_memory = self.iteration >= self.start_iteration and len(self.memory) > 0
         if use_memory and self.weight > 0:
             mem_x, mem_y = self.memory.contents()
@@ -176,7 +186,7 @@ class XBMLoss(nn.Module):
         if self.training:
             self.memory.enqueue(embeddings.detach(), labels)
             self.iteration += 1
-        return total
+        return total if stats is None else (total, stats)
 
     def get_extra_state(self) -> dict[str, int]:
         return {"iteration": self.iteration}

@@ -30,10 +30,30 @@ from torch import Tensor
 
 from tripletlab import distributed as tdist
 from tripletlab.data.distributed_sampler import DistributedPKSampler
+from tripletlab.nn.embedding import l2_normalize
+from tripletlab.nn.loss_base import BatchLoss, LossStats, as_batch_loss
 from tripletlab.train.checkpoint import restore_rng_state, save_checkpoint
 from tripletlab.train.trainer import Trainer
 
 __all__ = ["DistributedContext", "DistributedTrainer", "distributed_context"]
+
+
+class GlobalLoss(BatchLoss):
+    """A batch loss evaluated on the global batch of all ranks (the loss protocol kept:
+    ``return_stats`` is passed through to the wrapped loss)."""
+
+    def __init__(self, loss: Any) -> None:
+        super().__init__()
+        self.loss = as_batch_loss(loss)
+        self._global = tdist.GlobalBatchLoss(self.loss)
+
+    def forward(
+        self, embeddings: Tensor, labels: Tensor, return_stats: bool = False
+    ) -> Tensor | tuple[Tensor, LossStats]:
+        result: Tensor | tuple[Tensor, LossStats] = self._global(
+            embeddings, labels, return_stats=return_stats
+        )
+        return result
 
 
 class DistributedTrainer(Trainer):
@@ -50,7 +70,7 @@ class DistributedTrainer(Trainer):
             # one GPU per rank: torchrun's LOCAL_RANK picks it
             kwargs["device"] = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(kwargs["device"])
-        super().__init__(model, tdist.GlobalBatchLoss(loss), optimizer, **kwargs)
+        super().__init__(model, GlobalLoss(loss), optimizer, **kwargs)
         self.ddp: torch.nn.Module | None = None
         if tdist.is_distributed():
             device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -60,7 +80,7 @@ class DistributedTrainer(Trainer):
         if self.ddp is None or not (self.model.training and torch.is_grad_enabled()):
             return super()._forward(inputs)
         embeddings = self.ddp(inputs)
-        return torch.nn.functional.normalize(embeddings, dim=1) if self.normalize else embeddings
+        return l2_normalize(embeddings) if self.normalize else embeddings
 
     def state_dict(self) -> dict[str, Any]:
         """:meth:`Trainer.state_dict` plus every rank's RNG state (a collective call).

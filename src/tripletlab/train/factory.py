@@ -47,7 +47,7 @@ def build_loss(
         # The Hadsell form squares the distance itself (y·d² + (1−y)·[m − d]₊²): the run's
         # default "sqeuclidean" would make positives pull with ‖·‖⁴, so it means "euclidean" here.
         pair_metric = "euclidean" if metric == "sqeuclidean" else metric
-        return cls(margin=margin, metric=pair_metric, reduction=reduction, return_stats=True)
+        return cls(margin=margin, metric=pair_metric, reduction=reduction)
     return cls(margin=margin, metric=metric, smoothing=smoothing, reduction=reduction)
 
 

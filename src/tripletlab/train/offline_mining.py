@@ -32,6 +32,7 @@ selection, semi-hard negatives); Hermans et al. 2017 (the case for online batch-
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,7 @@ from torch import Tensor
 from tripletlab.evaluate.knn import KNNBackend, TorchKNN, iter_knn
 from tripletlab.functional.distances import METRICS, row_distance
 from tripletlab.functional.triplet import triplet_margin_loss
+from tripletlab.nn.loss_base import BatchLoss
 from tripletlab.train.trainer import Trainer
 from tripletlab.validation import (
     check_choice,
@@ -332,7 +334,7 @@ class TripletBatches:
 
     def loss(
         self, embeddings: Tensor, labels: Tensor, return_stats: bool = False
-    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+    ) -> Tensor | tuple[Tensor, MinedTripletStats]:
         """Triplet margin loss (mean) of the current batch's triplets."""
         if self._local is None:
             raise RuntimeError("TripletBatches.loss is called for the batch just yielded")
@@ -349,7 +351,32 @@ class TripletBatches:
         if not return_stats:
             return mean
         active = (value.detach() > 0).float().mean() if value.numel() else mean.detach()
-        return mean, {"active_fraction": active, "triplets": torch.tensor(float(len(local)))}
+        return mean, MinedTripletStats(active, torch.tensor(float(len(local))))
+
+
+@dataclass(frozen=True)
+class MinedTripletStats:
+    """Statistics of one step on offline-mined triplets (0-dim tensors)."""
+
+    active_fraction: Tensor
+    triplets: Tensor
+
+    def as_dict(self) -> dict[str, float]:
+        """Both fields as Python floats."""
+        return {"active_fraction": float(self.active_fraction), "triplets": float(self.triplets)}
+
+
+class MinedTripletLoss(BatchLoss):
+    """The loss protocol over :meth:`TripletBatches.loss` (the batch just yielded)."""
+
+    def __init__(self, batches: TripletBatches) -> None:
+        super().__init__()
+        self.batches = batches
+
+    def forward(
+        self, embeddings: Tensor, labels: Tensor, return_stats: bool = False
+    ) -> Tensor | tuple[Tensor, MinedTripletStats]:
+        return self.batches.loss(embeddings, labels, return_stats=return_stats)
 
 
 class OfflineMiningTrainer(Trainer):
@@ -409,12 +436,12 @@ class OfflineMiningTrainer(Trainer):
             seed=self.seed,
             epoch=upcoming,
         )
-        online_loss, takes_stats = self.loss, self._loss_takes_stats
-        self.loss, self._loss_takes_stats = batches.loss, True
+        online_loss = self.loss
+        self.loss = MinedTripletLoss(batches)
         try:
             record = super()._run_epoch(inputs, labels, batches, steps_per_epoch, show, epochs)
         finally:
-            self.loss, self._loss_takes_stats = online_loss, takes_stats
+            self.loss = online_loss
         record["offline_triplets"] = len(batches.triplets)
         record["offline_mining_seconds"] = mining_seconds
         return record

@@ -45,10 +45,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tripletlab.data.sampler import PKSampler
+from tripletlab.nn.embedding import DEFAULT_EMBED_BATCH, embed, l2_normalize
+from tripletlab.nn.loss_base import LossStats, as_batch_loss
 from tripletlab.train.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -122,38 +123,14 @@ def make_pk_sampler(labels: Tensor, p: int, k: int, seed: int) -> PKSampler:
     return PKSampler(labels.cpu(), p=p, k=k, seed=seed, drop_last=False)
 
 
-def _stats_of(output: Any) -> tuple[Tensor, Any]:
-    # Losses return a scalar, or (scalar, stats) when called with return_stats=True.
-    if isinstance(output, tuple):
-        return output[0], output[1]
-    return output, None
-
-
-def _stats_dict(stats: Any) -> dict[str, float]:
-    if stats is None:
-        return {}
-    if hasattr(stats, "as_dict"):
-        raw = stats.as_dict()
-    elif isinstance(stats, Mapping):
-        raw = dict(stats)
-    else:
-        return {}
-    out = {}
-    for key, value in raw.items():
-        if isinstance(value, Tensor) and value.numel() == 1:
-            value = value.item()
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[key] = float(value)
-    return out
-
-
 class Trainer:
     """Trains an embedding network with a metric-learning loss over P×K batches.
 
     Args:
         model: maps a batch of inputs (B, ...) to embeddings (B, D).
-        loss: ``loss(embeddings, labels)`` → scalar, or ``(scalar, stats)`` when it accepts
-            ``return_stats=True`` (all tripletlab batch losses do).
+        loss: a :class:`~tripletlab.nn.loss_base.BatchLoss` (every tripletlab batch loss:
+            called with ``return_stats=True``, its statistics are logged per step), or a
+            plain ``loss(embeddings, labels)`` → scalar (no statistics).
         optimizer: a torch optimiser over ``model``'s parameters.
         scheduler: optional per-epoch LR scheduler (stepped after each epoch).
         normalize: L2-normalise embeddings before the loss and in :meth:`embed`.
@@ -195,7 +172,7 @@ class Trainer:
             raise ValueError("validate_every and checkpoint_every must be >= 1")
         self.device = torch.device(device)
         self.model = model.to(self.device)
-        self.loss = loss
+        self.loss = as_batch_loss(loss)
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.normalize = normalize
@@ -212,44 +189,22 @@ class Trainer:
         self.epoch = 0
         self.global_step = 0
         self.history: list[dict[str, Any]] = []
-        self._loss_takes_stats = True
 
     # -- embeddings ------------------------------------------------------------------------
     def _forward(self, inputs: Tensor) -> Tensor:
         embeddings = self.model(inputs)
-        return F.normalize(embeddings, dim=1) if self.normalize else embeddings
+        return l2_normalize(embeddings) if self.normalize else embeddings
 
-    @torch.no_grad()
-    def embed(self, inputs: Tensor, batch_size: int = 1024) -> Tensor:
-        """Embeddings (N, D) of ``inputs`` (N, ...) in eval mode, on the CPU."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            chunks = [
-                self._forward(inputs[i : i + batch_size].to(self.device)).cpu()
-                for i in range(0, len(inputs), batch_size)
-            ]
-        finally:
-            self.model.train(was_training)
-        if not chunks:
-            return torch.empty(0, 0)
-        return torch.cat(chunks)
+    def embed(self, inputs: Tensor, batch_size: int = DEFAULT_EMBED_BATCH) -> Tensor:
+        """Embeddings (N, D) of ``inputs`` (N, ...) in eval mode, on the CPU
+        (:func:`tripletlab.nn.embedding.embed` with this trainer's model and settings)."""
+        return embed(self.model, inputs, batch_size, normalize=self.normalize, device=self.device)
 
     # -- one step --------------------------------------------------------------------------
-    def _call_loss(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Any]:
-        if self._loss_takes_stats:
-            try:
-                return _stats_of(self.loss(embeddings, labels, return_stats=True))
-            except TypeError as exc:
-                if "return_stats" not in str(exc):
-                    raise
-                self._loss_takes_stats = False
-        return _stats_of(self.loss(embeddings, labels))
-
     def train_step(self, inputs: Tensor, labels: Tensor) -> tuple[Tensor, Any]:
         """One optimiser step on a batch; returns the detached loss and the loss's stats."""
         self.optimizer.zero_grad(set_to_none=True)
-        value, stats = self._call_loss(self._forward(inputs), labels)
+        value, stats = self.loss(self._forward(inputs), labels, return_stats=True)
         value.backward()
         if self.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
@@ -367,7 +322,7 @@ class Trainer:
         sampler.set_epoch(self.epoch)
         total = len(sampler) if steps_per_epoch is None else min(steps_per_epoch, len(sampler))
         losses: list[Tensor] = []
-        all_stats: list[Any] = []
+        all_stats: list[LossStats] = []
         lrs: list[float] = []
         started = time.perf_counter()
         for i, batch in enumerate(
@@ -386,8 +341,7 @@ class Trainer:
         first_step = self.global_step - len(losses) + 1
         loss_values = torch.stack(losses).tolist() if losses else []
         step_records = [
-            {"epoch": self.epoch, "step": first_step + i, "loss": loss, "lr": lr}
-            | _stats_dict(stats)
+            {"epoch": self.epoch, "step": first_step + i, "loss": loss, "lr": lr} | stats.as_dict()
             for i, (loss, lr, stats) in enumerate(zip(loss_values, lrs, all_stats, strict=True))
         ]
         record: dict[str, Any] = {
