@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from tripletlab.pipeline.factories import build_optimizer, build_scheduler
 from tripletlab.train.checkpoint import (
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
-from tripletlab.train.trainer import Trainer, build_optimizer, build_scheduler
+from tripletlab.train.trainer import Trainer
 
 
 def test_atomic_write_keeps_old_file_when_save_fails(tmp_path: Path, monkeypatch) -> None:

@@ -17,8 +17,8 @@ from tripletlab.evaluate.gallery import GalleryIndex
 @pytest.fixture(scope="module")
 def run_and_gallery(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from tripletlab.data import load_dataset
-    from tripletlab.train.config import load_config
-    from tripletlab.train.run import run_training
+    from tripletlab.pipeline.config import load_config
+    from tripletlab.pipeline.training import run_training
 
     root = tmp_path_factory.mktemp("recognition")
     cfg = load_config(
@@ -79,7 +79,7 @@ def test_index_then_search_finds_the_identities_the_embeddings_say(run_and_galle
     assert [q["query"] for q in results][:3] == [f"{r['queries']}#{i}" for i in range(3)]
     assert len(results) == 5  # 3 + 1 + 1 query samples
     # the answer equals a direct search with the run's embeddings
-    from tripletlab.train.run import embed_run
+    from tripletlab.pipeline.trained import embed_run
 
     emb = torch.from_numpy(embed_run(r["run"], r["x"][500:504]))
     want = index.search(emb, top_k=3)
@@ -106,7 +106,7 @@ def test_verify_decides_at_the_evaluation_threshold(run_and_gallery) -> None:
     assert out.exit_code == 0, out.output
     decisions = json.loads(out.output)
     threshold = json.loads((r["run"] / "metrics.json").read_text())["test"]
-    from tripletlab.train.run import embed_run
+    from tripletlab.pipeline.trained import embed_run
 
     ea = torch.from_numpy(embed_run(r["run"], r["x"][600:606]))
     eb = torch.from_numpy(embed_run(r["run"], r["x"][606:612]))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tripletlab.errors import ConfigError
-from tripletlab.train.config import RunConfig, config_from_dict, load_config, read_config_file
+from tripletlab.pipeline.config import RunConfig, config_from_dict, load_config, read_config_file
 
 
 def test_defaults_are_valid_and_point_at_runs_name() -> None:

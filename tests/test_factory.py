@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from tripletlab.functional import batch_contrastive_loss
-from tripletlab.train.factory import LOSS_NAMES, build_loss
+from tripletlab.pipeline.factories import build_loss
+from tripletlab.pipeline.registries import LOSS_NAMES
 
 
 def test_contrastive_from_the_run_default_metric_squares_the_euclidean_distance_once():
@@ -10,7 +11,7 @@ def test_contrastive_from_the_run_default_metric_squares_the_euclidean_distance_
     x = torch.randn(12, 4, generator=g)
     labels = torch.arange(12) % 3
     loss, _ = build_loss("contrastive", margin=1.0, metric="sqeuclidean", reduction="mean")(
-        x, labels
+        x, labels, return_stats=True
     )
     want = batch_contrastive_loss(x, labels, margin=1.0, metric="euclidean", reduction="mean")
     torch.testing.assert_close(loss, want)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tripletlab.pipeline.config import load_config
 from tripletlab.report import plots
 from tripletlab.report.markdown import metrics_table, write_report
-from tripletlab.train.config import load_config
 from tripletlab.train.logging import RunLogger
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tripletlab.train.factory import build_loss
+from tripletlab.pipeline.factories import build_loss, build_optimizer, build_scheduler
 from tripletlab.train.logging import RunLogger, read_jsonl
-from tripletlab.train.trainer import Trainer, build_optimizer, build_scheduler
+from tripletlab.train.trainer import Trainer
 
 
 def _blobs(n_classes: int = 5, per_class: int = 20, dim: int = 8, seed: int = 0):

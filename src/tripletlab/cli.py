@@ -1,27 +1,36 @@
-"""The ``tripletlab`` command line. It only parses arguments and calls the library.
+"""The ``tripletlab`` command line. It only parses arguments and calls the pipeline.
 
-Errors a user can cause (a bad flag value, config, path or dataset) are printed as one line,
-``error: …``, and the process exits with status 2, without a traceback.
+Commands: ``train``, ``evaluate``, ``embed`` (a run), ``index``, ``search``, ``verify``
+(recognition with a trained run) and ``lab surface|descent|sweep`` (the optimisation lab).
+Choices and defaults shown in ``--help`` come from :mod:`tripletlab.pipeline.registries` and
+:class:`~tripletlab.pipeline.config.RunConfig`, so they cannot drift from what a run does.
+
+Errors a user can cause (a :class:`~tripletlab.errors.TripletlabError`: a bad flag value,
+config or dataset; an ``OSError``: a missing or unreadable file) are printed as one line,
+``error: …``, and the process exits with status 2. Any other exception is a bug in
+tripletlab and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from functools import reduce
 from typing import Any
 
 import click
 
 from tripletlab.errors import TripletlabError
+from tripletlab.pipeline import registries
+from tripletlab.pipeline.config import RunConfig
 
-USER_ERRORS = (
-    TripletlabError,
-    ValueError,
-    TypeError,
-    FileNotFoundError,
-    NotADirectoryError,
-    IsADirectoryError,
-    PermissionError,
-)
+#: What a user can cause: printed as one line with exit status 2.
+USER_ERRORS: tuple[type[Exception], ...] = (TripletlabError, OSError)
+
+#: Command groups whose library code still signals bad arguments with a bare ValueError or
+#: TypeError (the optimisation lab, until it raises InvalidArgumentError): for these alone,
+#: those are user errors too.
+_LEGACY_ARGUMENT_ERRORS = {"lab": (ValueError, TypeError)}
 
 
 class _Group(click.Group):
@@ -30,7 +39,10 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except USER_ERRORS as exc:
+        except Exception as exc:
+            legacy = _LEGACY_ARGUMENT_ERRORS.get(ctx.invoked_subcommand or "", ())
+            if not isinstance(exc, USER_ERRORS + legacy):
+                raise  # a bug: keep the traceback
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
 
@@ -38,13 +50,13 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tripletlab")
 def main() -> None:
-    """Deep metric learning with the triplet loss: train, evaluate, mine, analyse."""
+    """Deep metric learning with the triplet loss: train, evaluate, embed, recognise, analyse."""
 
 
 # --- sub-commands are registered below, one section per area -------------------------------
 
 
-# --- train / evaluate / embed (the run pipeline: tripletlab.train.run) ----------------------
+# --- train / evaluate / embed (the run pipeline: tripletlab.pipeline) -----------------------
 
 _TRAIN_FLAGS = {  # CLI option name -> dotted config key
     "dataset": "data.dataset",
@@ -66,6 +78,20 @@ _TRAIN_FLAGS = {  # CLI option name -> dotted config key
     "out": "out",
 }
 
+_DEFAULTS = RunConfig()
+
+
+def _default(key: str) -> str:
+    """`` [default: X]`` for a dotted config key: RunConfig's own default."""
+    value = reduce(getattr, key.split("."), _DEFAULTS)
+    return f" [default: {'off' if value is None else value}]"
+
+
+def _train_option(flag: str, text: str, **kwargs: Any) -> Any:
+    """A ``train`` option whose help ends with the config's default for it."""
+    key = _TRAIN_FLAGS[flag.removeprefix("--").replace("-", "_")]
+    return click.option(flag, help=text + _default(key), **kwargs)
+
 
 def _print_metrics(title: str, metrics: dict, baseline: dict) -> None:
     click.echo(title)
@@ -83,44 +109,29 @@ def _print_metrics(title: str, metrics: dict, baseline: dict) -> None:
     type=click.Path(dir_okay=False),
     help="TOML or YAML run config; flags given here override its values.",
 )
-@click.option(
-    "--dataset",
-    help="digits (default, bundled), fashion-mnist, or a path: image folder, .npz/.npy, .csv.",
+@_train_option(
+    "--dataset", "digits (bundled), fashion-mnist, or a path: image folder, .npz/.npy, .csv."
 )
 @click.option(
     "--data-dir",
     help="Folder of fashion-mnist's IDX files (default: the Debian package's install).",
 )
-@click.option(
-    "--split",
-    type=click.Choice(["stratified", "held-out-classes", "official"]),
-    help="Test split protocol [default: stratified].",
-)
+@_train_option("--split", "Test split protocol.", type=click.Choice(registries.SPLIT_NAMES))
 @click.option("--max-samples", type=int, help="Use a seeded stratified subset of this size.")
-@click.option("--model", type=click.Choice(["mlp", "cnn"]), help="Network [default: mlp].")
-@click.option(
-    "--loss",
-    type=click.Choice(["batch-all", "batch-hard", "semi-hard", "contrastive"]),
-    help="Loss [default: batch-all].",
-)
-@click.option(
-    "--metric",
-    type=click.Choice(["sqeuclidean", "euclidean", "cosine"]),
-    help="Distance of the loss [default: sqeuclidean].",
-)
-@click.option("--margin", type=float, help="Loss margin [default: 0.2].")
-@click.option("--smoothing", type=float, help="μ of the smoothed hinge (0: hinge) [default: off].")
-@click.option(
-    "--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), help="Optimiser [default: adam]."
-)
-@click.option("--lr", type=float, help="Learning rate [default: 0.003].")
-@click.option("--epochs", type=int, help="Training epochs [default: 30].")
-@click.option("--embedding-dim", type=int, help="Embedding dimension [default: 32].")
+@_train_option("--model", "Network.", type=click.Choice(registries.MODEL_NAMES))
+@_train_option("--loss", "Loss.", type=click.Choice(registries.LOSS_NAMES))
+@_train_option("--metric", "Distance of the loss.", type=click.Choice(registries.METRIC_NAMES))
+@_train_option("--margin", "Loss margin.", type=float)
+@_train_option("--smoothing", "μ of the smoothed hinge (0: hinge).", type=float)
+@_train_option("--optimizer", "Optimiser.", type=click.Choice(registries.OPTIMIZER_NAMES))
+@_train_option("--lr", "Learning rate.", type=float)
+@_train_option("--epochs", "Training epochs.", type=int)
+@_train_option("--embedding-dim", "Embedding dimension.", type=int)
 @click.option(
     "--threads", type=int, help="torch CPU threads [default: 1 for mlp, all cores for cnn]."
 )
-@click.option("--seed", type=int, help="Seed of everything (same seed, same numbers) [default: 0].")
-@click.option("--name", help="Run name; the run goes to runs/NAME [default: digits-mlp].")
+@_train_option("--seed", "Seed of everything (same seed, same numbers).", type=int)
+@_train_option("--name", "Run name; the run goes to runs/NAME.")
 @click.option("--out", help="Run directory (overrides runs/NAME).")
 @click.option(
     "--resume",
@@ -134,16 +145,15 @@ def train_command(config_path: str | None, resume: bool, **flags: Any) -> None:
     With no options: the bundled digits data, an MLP, batch-all triplet loss on P×K
     batches; the run directory is runs/digits-mlp/.
     """
-    from tripletlab.train.config import load_config
-    from tripletlab.train.run import run_training
+    from tripletlab.pipeline.config import load_config
+    from tripletlab.pipeline.training import run_training
 
     overrides = {_TRAIN_FLAGS[k]: v for k, v in flags.items()}
-    cfg = load_config(config_path, overrides)
-    result = run_training(cfg, resume=resume)
-    if result.extra.get("rank", 0) != 0:  # issue 6: under torchrun, rank 0 prints the results
+    result = run_training(load_config(config_path, overrides), resume=resume)
+    if result.rank != 0:  # under torchrun, rank 0 prints the results
         return
     _print_metrics(
-        f"test split ({result.extra['n_test']} samples of {result.extra['dataset']}):",
+        f"test split ({result.n_test} samples of {result.dataset}):",
         result.metrics,
         result.baseline,
     )
@@ -159,9 +169,7 @@ def train_command(config_path: str | None, resume: bool, **flags: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def evaluate_command(run: str, dataset: str | None, data_dir: str | None, as_json: bool) -> None:
     """Evaluate a trained RUN directory: retrieval metrics beside the raw-feature baseline."""
-    import json
-
-    from tripletlab.train.run import evaluate_run
+    from tripletlab.pipeline.evaluation import evaluate_run
 
     result = evaluate_run(run, dataset=dataset, data_dir=data_dir)
     if as_json:
@@ -184,7 +192,7 @@ def evaluate_command(run: str, dataset: str | None, data_dir: str | None, as_jso
 )
 def embed_command(run: str, input_path: str, output: str) -> None:
     """Embed INPUT (.npy features, .npz, .csv or an image folder) with a trained RUN."""
-    from tripletlab.train.run import embed_file
+    from tripletlab.pipeline.trained import embed_file
 
     n, dim = embed_file(run, input_path, output)
     click.echo(f"wrote {n} × {dim} embeddings to {output}")
@@ -332,7 +340,7 @@ def lab_sweep_command(
 # --- end of lab section ---------------------------------------------------------------------
 
 
-# --- recognition: index / search / verify (tripletlab.train.recognition; issue 6) ----------
+# --- recognition: index / search / verify (tripletlab.pipeline.recognition) ----------------
 
 
 @main.command("index")
@@ -348,7 +356,7 @@ def lab_sweep_command(
 )
 def index_command(run: str, data: str, data_dir: str | None, output: str) -> None:
     """Embed a labelled gallery with a trained RUN and save a searchable index."""
-    from tripletlab.train.recognition import index_run
+    from tripletlab.pipeline.recognition import index_run
 
     index = index_run(run, data, output, data_dir=data_dir)
     threshold = "none" if index.threshold is None else f"{index.threshold:.4g}"
@@ -366,9 +374,9 @@ def index_command(run: str, data: str, data_dir: str | None, output: str) -> Non
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option(
     "--backend",
-    default="torch",
+    default=registries.BACKEND_NAMES[0],
     show_default=True,
-    type=click.Choice(["torch", "faiss-flat", "faiss-ivf", "faiss-hnsw"]),
+    type=click.Choice(registries.BACKEND_NAMES),
     help="kNN search: exact torch, or faiss (pip install tripletlab[faiss]).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the matches as JSON.")
@@ -376,9 +384,7 @@ def search_command(
     index_path: str, queries: tuple[str, ...], top_k: int, backend: str, as_json: bool
 ) -> None:
     """Identify each QUERY (an image, .npy samples, a folder): its nearest identities in INDEX."""
-    import json
-
-    from tripletlab.train.recognition import search_index
+    from tripletlab.pipeline.recognition import search_index
 
     results = search_index(index_path, list(queries), top_k, backend=backend)
     if as_json:
@@ -402,9 +408,7 @@ def search_command(
 @click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
 def verify_command(run: str, a: str, b: str, threshold: float | None, as_json: bool) -> None:
     """Same identity or not: A and B embedded by RUN, at the threshold chosen in evaluation."""
-    import json
-
-    from tripletlab.train.recognition import verify_run
+    from tripletlab.pipeline.recognition import verify_run
 
     results = verify_run(run, a, b, threshold=threshold)
     if as_json:

@@ -51,7 +51,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from tripletlab.errors import TripletlabError
+from tripletlab.errors import ArgumentTypeError, InvalidArgumentError, TripletlabError
 
 DEFAULT_TIMEOUT_S = 300.0
 TIMEOUT_ENV = "TRIPLETLAB_DIST_TIMEOUT"
@@ -113,7 +113,7 @@ def _timeout_seconds(timeout_s: float | None) -> float:
     if timeout_s is None:
         timeout_s = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
     if not timeout_s > 0:
-        raise ValueError(f"timeout_s must be > 0 seconds; got {timeout_s!r}")
+        raise InvalidArgumentError(f"timeout_s must be > 0 seconds; got {timeout_s!r}")
     return float(timeout_s)
 
 
@@ -316,7 +316,7 @@ def gather_batch(
         (torch.Size([4, 8]), 0)
     """
     if embeddings.shape[0] != labels.shape[0]:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"embeddings and labels must have the same length; got {embeddings.shape[0]} "
             f"and {labels.shape[0]}"
         )
@@ -424,7 +424,7 @@ class GlobalBatchLoss:
 
     def __init__(self, loss: Callable[..., Any]) -> None:
         if not callable(loss):
-            raise TypeError(f"loss must be callable; got {type(loss).__name__}")
+            raise ArgumentTypeError(f"loss must be callable; got {type(loss).__name__}")
         self.loss = loss
 
     def __repr__(self) -> str:

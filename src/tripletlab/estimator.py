@@ -154,8 +154,8 @@ class TripletEmbedder(TransformerMixin, BaseEstimator):
             return self._fit(X, y)
 
     def _fit(self, X: Any, y: Any) -> TripletEmbedder:
-        from tripletlab.train.factory import build_loss, build_network
-        from tripletlab.train.trainer import Trainer, build_optimizer
+        from tripletlab.pipeline.factories import build_loss, build_network, build_optimizer
+        from tripletlab.train.trainer import Trainer
 
         X, y = _validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False)
         check_classification_targets(y)
@@ -198,16 +198,11 @@ class TripletEmbedder(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> np.ndarray:
         """Embeddings (N, ``embedding_dim``) of ``X``; float32 for float32 input, else float64."""
-        from tripletlab.train.trainer import Trainer, torch_threads
+        from tripletlab.nn.embedding import embed
+        from tripletlab.train.trainer import torch_threads
 
         check_is_fitted(self, "model_")
         X = _validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        trainer = Trainer(
-            self.model_,
-            lambda e, y: e.sum(),
-            torch.optim.SGD(self.model_.parameters(), lr=0.0),
-            normalize=self.normalize,
-            progress=False,
-        )
         with torch_threads(self.n_threads):
-            return trainer.embed(self._scaled(X)).numpy().astype(X.dtype)
+            embedded = embed(self.model_, self._scaled(X), normalize=self.normalize)
+        return embedded.numpy().astype(X.dtype)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tripletlab.data.datasets import EmbeddingDataset, check_features, encode_labels
+from tripletlab.data.embedding_dataset import EmbeddingDataset, check_features, encode_labels
 from tripletlab.errors import DataError
 
 NPZ_KEYS: tuple[tuple[str, str], ...] = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tripletlab.data.datasets import EmbeddingDataset
+from tripletlab.data.embedding_dataset import EmbeddingDataset
 
 DIGITS_SOURCE = "scikit-learn load_digits (bundled, 8×8, scaled to [0, 1])"
 

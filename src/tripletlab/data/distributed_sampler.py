@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Sampler
 
 from tripletlab.data.sampler import PKSampler
+from tripletlab.errors import InvalidArgumentError
 
 
 def _default_world() -> tuple[int, int]:
@@ -69,9 +70,11 @@ class DistributedPKSampler(Sampler[list[int]]):
         num_replicas = world if num_replicas is None else num_replicas
         rank = default_rank if rank is None else rank
         if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 1:
-            raise ValueError(f"num_replicas must be an int >= 1; got {num_replicas!r}")
+            raise InvalidArgumentError(f"num_replicas must be an int >= 1; got {num_replicas!r}")
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
-            raise ValueError(f"rank must be an int in [0, {num_replicas - 1}]; got {rank!r}")
+            raise InvalidArgumentError(
+                f"rank must be an int in [0, {num_replicas - 1}]; got {rank!r}"
+            )
         self.sampler = PKSampler(labels, p, k, seed=seed, drop_last=drop_last)
         self.num_replicas = num_replicas
         self.rank = rank

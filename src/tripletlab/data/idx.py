@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tripletlab.data.datasets import EmbeddingDataset, check_features, encode_labels
-from tripletlab.errors import DataError
+from tripletlab.data.embedding_dataset import EmbeddingDataset, check_features, encode_labels
+from tripletlab.errors import DataError, InvalidArgumentError
 
 FASHION_MNIST_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets/fashion-mnist"),)
 FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
@@ -103,7 +103,7 @@ def write_idx(path: str | Path, array: np.ndarray) -> Path:
     big = array.dtype.newbyteorder(">") if array.dtype.itemsize > 1 else array.dtype
     key = big.str.lstrip("<>|")
     if key not in _IDX_CODES:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"IDX cannot store dtype {array.dtype}; use uint8, int8, int16, int32, float32 or float64"
         )
     header = bytes([0, 0, _IDX_CODES[key], array.ndim]) + struct.pack(

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tripletlab.data.datasets import EmbeddingDataset
-from tripletlab.errors import DataError
+from tripletlab.data.embedding_dataset import EmbeddingDataset
+from tripletlab.errors import DataError, InvalidArgumentError
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"}
@@ -58,7 +58,9 @@ def load_image_folder(
             or (with ``on_unreadable="error"``) any unreadable file.
     """
     if on_unreadable not in ON_UNREADABLE:
-        raise ValueError(f"on_unreadable must be one of {ON_UNREADABLE}; got {on_unreadable!r}")
+        raise InvalidArgumentError(
+            f"on_unreadable must be one of {ON_UNREADABLE}; got {on_unreadable!r}"
+        )
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"image folder not found: {root}")
@@ -140,7 +142,7 @@ def _target_size(images: list, image_size: tuple[int, int] | int | None) -> tupl
         image_size = (image_size, image_size)
     height, width = (int(v) for v in image_size)
     if height < 1 or width < 1:
-        raise ValueError(f"image_size must be positive; got {image_size!r}")
+        raise InvalidArgumentError(f"image_size must be positive; got {image_size!r}")
     return height, width
 
 

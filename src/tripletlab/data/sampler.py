@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from tripletlab.errors import ArgumentTypeError, InvalidArgumentError
+
 
 def pk_batches(
     labels: Sequence[int] | np.ndarray | torch.Tensor,
@@ -137,7 +139,7 @@ class PKSampler(Sampler[list[int]]):
 def _check_pk(p: object, k: object) -> None:
     for name, value in (("p", p), ("k", k)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+            raise InvalidArgumentError(f"{name} must be an integer >= 1; got {value!r}")
 
 
 def _as_label_array(labels: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
@@ -145,7 +147,7 @@ def _as_label_array(labels: Sequence[int] | np.ndarray | torch.Tensor) -> np.nda
         labels = labels.detach().cpu().numpy()
     array = np.asarray(labels)
     if array.ndim != 1:
-        raise ValueError(f"labels must be one-dimensional; got shape {array.shape}")
+        raise InvalidArgumentError(f"labels must be one-dimensional; got shape {array.shape}")
     if array.size and not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(f"labels must be integers; got dtype {array.dtype}")
+        raise ArgumentTypeError(f"labels must be integers; got dtype {array.dtype}")
     return array

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tripletlab.data.datasets import EmbeddingDataset
-from tripletlab.errors import DataError
+from tripletlab.data.embedding_dataset import EmbeddingDataset
+from tripletlab.errors import ArgumentTypeError, DataError, InvalidArgumentError
 
 SPLITS: tuple[str, ...] = ("stratified", "held-out-classes")
 
@@ -98,7 +98,7 @@ def split_indices(
         return stratified_split(labels, test_fraction, seed)
     if kind == "held-out-classes":
         return held_out_classes_split(labels, test_fraction, seed)
-    raise ValueError(f"kind must be one of {SPLITS}; got {kind!r}")
+    raise InvalidArgumentError(f"kind must be one of {SPLITS}; got {kind!r}")
 
 
 def split_dataset(
@@ -135,6 +135,10 @@ def _labels_array(labels: Tensor) -> np.ndarray:
 
 def _check_fraction(test_fraction: float) -> None:
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)):
-        raise TypeError(f"test_fraction must be a number; got {type(test_fraction).__name__}")
+        raise ArgumentTypeError(
+            f"test_fraction must be a number; got {type(test_fraction).__name__}"
+        )
     if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be strictly between 0 and 1; got {test_fraction!r}")
+        raise InvalidArgumentError(
+            f"test_fraction must be strictly between 0 and 1; got {test_fraction!r}"
+        )

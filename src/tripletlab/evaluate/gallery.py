@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from tripletlab.errors import DataError
+from tripletlab.errors import DataError, InvalidArgumentError
 from tripletlab.evaluate.knn import KNNBackend, TorchKNN
 from tripletlab.functional.distances import METRICS, row_distance
 from tripletlab.validation import check_choice, check_embeddings, check_labels
@@ -106,20 +106,22 @@ class GalleryIndex:
             self.ids = [str(i) for i in range(len(self.embeddings))]
         self.ids = [str(i) for i in self.ids]
         if len(self.ids) != len(self.embeddings):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"ids must name every sample: {len(self.ids)} ids for {len(self.embeddings)} "
                 "embeddings"
             )
         if len(set(self.ids)) != len(self.ids):
-            raise ValueError("ids must be unique")
+            raise InvalidArgumentError("ids must be unique")
         if self.threshold is not None:
             self.threshold = float(self.threshold)
             if not self.threshold >= 0:
-                raise ValueError(f"threshold must be a distance >= 0; got {self.threshold!r}")
+                raise InvalidArgumentError(
+                    f"threshold must be a distance >= 0; got {self.threshold!r}"
+                )
         if self.class_names is not None:
             self.class_names = [str(c) for c in self.class_names]
             if int(self.labels.max()) >= len(self.class_names) or int(self.labels.min()) < 0:
-                raise ValueError("class_names must name every label (labels in 0…C−1)")
+                raise InvalidArgumentError("class_names must name every label (labels in 0…C−1)")
 
     def __len__(self) -> int:
         return len(self.embeddings)
@@ -161,12 +163,12 @@ class GalleryIndex:
         """
         queries = check_embeddings(queries, "queries")
         if queries.shape[1] != self.dim:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"queries have dimension {queries.shape[1]}; the gallery's embeddings have "
                 f"{self.dim} (were they made by the same model?)"
             )
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be a positive int; got {top_k!r}")
+            raise InvalidArgumentError(f"top_k must be a positive int; got {top_k!r}")
         backend = backend or TorchKNN()
         queries = queries.detach().to("cpu", torch.float32)
         n, wanted = len(self), min(top_k, self.num_identities)
@@ -311,17 +313,19 @@ def verify_pairs(
     a = check_embeddings(a, "a").float()
     b = check_embeddings(b, "b").float()
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"a and b must have the same dimension; got {a.shape[1]} and {b.shape[1]}")
+        raise InvalidArgumentError(
+            f"a and b must have the same dimension; got {a.shape[1]} and {b.shape[1]}"
+        )
     if len(a) != len(b):
         if len(a) == 1:
             a = a.expand_as(b)
         elif len(b) == 1:
             b = b.expand_as(a)
         else:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"a and b must have the same number of rows; got {len(a)} and {len(b)}"
             )
     if threshold is None or not float(threshold) >= 0:
-        raise ValueError(f"threshold must be a distance >= 0; got {threshold!r}")
+        raise InvalidArgumentError(f"threshold must be a distance >= 0; got {threshold!r}")
     dist = row_distance(a, b, metric)
     return dist, dist <= float(threshold)

@@ -26,7 +26,7 @@ import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 from torch import Tensor
 
-from tripletlab.errors import DataError
+from tripletlab.errors import DataError, InvalidArgumentError
 from tripletlab.functional.distances import METRICS, row_distance
 from tripletlab.validation import check_choice, check_embeddings, check_labels
 
@@ -51,7 +51,7 @@ def sample_pairs(labels: Tensor, n_pairs: int, seed: int = 0) -> tuple[Tensor, T
         True
     """
     if isinstance(n_pairs, bool) or not isinstance(n_pairs, int) or n_pairs < 1:
-        raise ValueError(f"n_pairs must be a positive int; got {n_pairs!r}")
+        raise InvalidArgumentError(f"n_pairs must be a positive int; got {n_pairs!r}")
     labels = labels.cpu().long()
     values, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
     if len(values) < 2:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from tripletlab.errors import ArgumentTypeError, InvalidArgumentError
 from tripletlab.functional import activations as A
 
 
@@ -69,7 +70,9 @@ class PReLU(nn.Module):
     def __init__(self, num_parameters: int = 1, init: float = 0.25) -> None:
         super().__init__()
         if not isinstance(num_parameters, int) or num_parameters < 1:
-            raise ValueError(f"num_parameters must be an integer >= 1; got {num_parameters!r}")
+            raise InvalidArgumentError(
+                f"num_parameters must be an integer >= 1; got {num_parameters!r}"
+            )
         self.weight = nn.Parameter(torch.full((num_parameters,), float(init)))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -87,7 +90,9 @@ class RReLU(nn.Module):
         self.lower = _check_slope(lower, "lower")
         self.upper = _check_slope(upper, "upper")
         if self.lower > self.upper:
-            raise ValueError(f"lower must be <= upper; got lower={lower!r}, upper={upper!r}")
+            raise InvalidArgumentError(
+                f"lower must be <= upper; got lower={lower!r}, upper={upper!r}"
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         return A.rrelu(x, self.lower, self.upper, training=self.training)
@@ -146,11 +151,11 @@ def get_activation(name: str | None) -> nn.Module:
         return nn.Identity()
     if not isinstance(name, str) or name not in ACTIVATIONS:
         allowed = ", ".join(repr(k) for k in (*ACTIVATIONS, "none", "linear"))
-        raise ValueError(f"activation must be one of {allowed}; got {name!r}")
+        raise InvalidArgumentError(f"activation must be one of {allowed}; got {name!r}")
     return ACTIVATIONS[name]()
 
 
 def _check_slope(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
+        raise ArgumentTypeError(f"{name} must be a real number; got {type(value).__name__}")
     return float(value)

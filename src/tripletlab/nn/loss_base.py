@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 from torch import Tensor, nn
 
+from tripletlab.errors import ArgumentTypeError
+
 __all__ = ["BatchLoss", "CallableLoss", "LossStats", "NoStats", "as_batch_loss"]
 
 
@@ -67,7 +69,7 @@ class CallableLoss(BatchLoss):
     def __init__(self, fn: Callable[..., Tensor]) -> None:
         super().__init__()
         if not callable(fn):
-            raise TypeError(f"loss must be callable; got {type(fn).__name__}")
+            raise ArgumentTypeError(f"loss must be callable; got {type(fn).__name__}")
         self.fn = fn
 
     def forward(

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from tripletlab.errors import InvalidArgumentError
 from tripletlab.nn.activations import get_activation
 from tripletlab.nn.embedding import l2_normalize
 
@@ -61,7 +62,7 @@ class MLP(nn.Module):
         for width in hidden:
             _check_width(width, "hidden")
         if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
+            raise InvalidArgumentError(f"dropout must be in [0, 1); got {dropout!r}")
         get_activation(activation)  # validate the name eagerly
         layers: list[nn.Module] = []
         widths = (in_dim, *hidden)
@@ -115,7 +116,7 @@ class ConvNet(nn.Module):
         _check_width(out_dim, "out_dim")
         _check_width(hidden, "hidden")
         if not isinstance(image_size, int) or image_size < 2 ** len(tuple(channels)):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"image_size must be an integer >= {2 ** len(tuple(channels))}; got {image_size!r}"
             )
         blocks: list[nn.Module] = []
@@ -163,10 +164,14 @@ def build_model(name: str, in_shape: Sequence[int], embedding_dim: int, **kwargs
         torch.Size([3, 16])
     """
     if name not in MODEL_NAMES:
-        raise ValueError(f"model must be one of {', '.join(map(repr, MODEL_NAMES))}; got {name!r}")
+        raise InvalidArgumentError(
+            f"model must be one of {', '.join(map(repr, MODEL_NAMES))}; got {name!r}"
+        )
     in_shape = tuple(int(s) for s in in_shape)
     if not in_shape or any(s < 1 for s in in_shape):
-        raise ValueError(f"in_shape must be a non-empty shape of positive sizes; got {in_shape}")
+        raise InvalidArgumentError(
+            f"in_shape must be a non-empty shape of positive sizes; got {in_shape}"
+        )
     if name == "mlp":
         return MLP(math.prod(in_shape), out_dim=embedding_dim, **kwargs)
     channels, size = _image_geometry(in_shape)
@@ -185,7 +190,7 @@ def embed_triplets(
         (torch.Size([5, 2]), torch.Size([5, 2]), torch.Size([5, 2]))
     """
     if not (anchor.shape == positive.shape == negative.shape):
-        raise ValueError(
+        raise InvalidArgumentError(
             "anchor, positive and negative must have the same shape; got "
             f"{tuple(anchor.shape)}, {tuple(positive.shape)}, {tuple(negative.shape)}"
         )
@@ -201,10 +206,12 @@ def _image_geometry(in_shape: tuple[int, ...]) -> tuple[int, int]:
         return 1, in_shape[0]
     if len(in_shape) == 1 and math.isqrt(in_shape[0]) ** 2 == in_shape[0]:
         return 1, math.isqrt(in_shape[0])
-    raise ValueError(f"in_shape for 'cnn' must be (C, H, H), (H, H) or (H*H,); got {in_shape}")
+    raise InvalidArgumentError(
+        f"in_shape for 'cnn' must be (C, H, H), (H, H) or (H*H,); got {in_shape}"
+    )
 
 
 def _check_width(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a positive integer; got {value!r}")
     return value

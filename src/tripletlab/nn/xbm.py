@@ -23,13 +23,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tripletlab.errors import ArgumentTypeError, InvalidArgumentError
 from tripletlab.nn.loss_base import BatchLoss, LossStats, as_batch_loss
 from tripletlab.validation import check_embeddings, check_labels, check_nonnegative
 
 
 def _check_positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a positive int; got {value!r}")
     return value
 
 
@@ -82,7 +83,7 @@ class CrossBatchMemory(nn.Module):
         embeddings = check_embeddings(embeddings, "embeddings")
         labels = check_labels(labels, embeddings.shape[0])
         if embeddings.shape[1] != self.embedding_dim:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"embeddings must have dimension {self.embedding_dim}; got {embeddings.shape[1]}"
             )
         n = embeddings.shape[0]
@@ -152,14 +153,20 @@ class XBMLoss(BatchLoss):
     ) -> None:
         super().__init__()
         if not callable(loss):
-            raise TypeError(f"loss must be a callable batch loss; got {type(loss).__name__}")
+            raise ArgumentTypeError(
+                f"loss must be a callable batch loss; got {type(loss).__name__}"
+            )
         self.loss = as_batch_loss(loss)
         self.memory = CrossBatchMemory(memory_size, embedding_dim)
         self.weight = check_nonnegative(weight, "weight")
         if isinstance(start_iteration, bool) or not isinstance(start_iteration, int):
-            raise ValueError(f"start_iteration must be an int >= 0; got {start_iteration!r}")
+            raise InvalidArgumentError(
+                f"start_iteration must be an int >= 0; got {start_iteration!r}"
+            )
         if start_iteration < 0:
-            raise ValueError(f"start_iteration must be an int >= 0; got {start_iteration!r}")
+            raise InvalidArgumentError(
+                f"start_iteration must be an int >= 0; got {start_iteration!r}"
+            )
         self.start_iteration = start_iteration
         self.iteration = 0
 

@@ -33,6 +33,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from tripletlab.errors import InvalidArgumentError
+
 __all__ = ["plot_embedding", "plot_roc", "plot_training", "project_2d", "save_figure"]
 
 _FRACTIONS = (
@@ -161,7 +163,7 @@ def project_2d(embeddings: np.ndarray, method: str = "pca", seed: int = 0) -> np
             method="exact" if len(x) <= 1500 else "barnes_hut",
             n_jobs=1,
         ).fit_transform(x)
-    raise ValueError(f"method must be 'pca' or 'tsne'; got {method!r}")
+    raise InvalidArgumentError(f"method must be 'pca' or 'tsne'; got {method!r}")
 
 
 def plot_embedding(

@@ -1,21 +1,26 @@
-"""Training: the Trainer, checkpoints and logging, and the whole run behind ``tripletlab train``.
+"""Training: the :class:`Trainer` loop, checkpoints, logging, the distributed trainer and
+offline mining. The whole run behind ``tripletlab train`` (config, data, report) is
+:mod:`tripletlab.pipeline`; its names are still found here, with a DeprecationWarning.
 
 Example:
-    >>> from tripletlab.train import load_config, run_training
-    >>> cfg = load_config(None, {"train.epochs": 2, "out": "/tmp/tl-example"})
-    >>> result = run_training(cfg)  # doctest: +SKIP
+    >>> from tripletlab.train import Trainer
+    >>> Trainer.LAST_CHECKPOINT
+    'last.pt'
 """
 
-from tripletlab.train.config import RunConfig, load_config
-from tripletlab.train.run import RunResult, embed_run, evaluate_run, run_training
+from tripletlab._moved import moved_names
 from tripletlab.train.trainer import Trainer
 
-__all__ = [
-    "RunConfig",
-    "RunResult",
-    "Trainer",
-    "embed_run",
-    "evaluate_run",
-    "load_config",
-    "run_training",
-]
+__all__ = ["Trainer"]
+
+__getattr__ = moved_names(
+    __name__,
+    {
+        "RunConfig": "tripletlab.pipeline.config",
+        "load_config": "tripletlab.pipeline.config",
+        "RunResult": "tripletlab.pipeline.training",
+        "run_training": "tripletlab.pipeline.training",
+        "embed_run": "tripletlab.pipeline.trained",
+        "evaluate_run": "tripletlab.pipeline.evaluation",
+    },
+)

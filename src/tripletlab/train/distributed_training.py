@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -101,7 +102,7 @@ class DistributedTrainer(Trainer):
         if per_rank is not None and len(per_rank) == tdist.get_world_size():
             restore_rng_state(per_rank[tdist.get_rank()])
 
-    def save(self, name: str = "last.pt"):  # type: ignore[override]
+    def save(self, name: str = Trainer.LAST_CHECKPOINT) -> Path | None:
         """Every rank takes part (RNG states are gathered); rank 0 alone writes the file."""
         if self.checkpoint_dir is None:
             return None

@@ -58,12 +58,18 @@ def _clean(value: Any) -> Any:
 class RunLogger:
     """Appends step and epoch records to a run directory (see the module docstring)."""
 
+    #: The files it writes inside the run directory.
+    STEPS_FILE = "steps.jsonl"
+    EPOCHS_FILE = "epochs.jsonl"
+    EPOCHS_CSV_FILE = "epochs.csv"
+    TENSORBOARD_DIR = "tensorboard"
+
     def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.steps_path = self.run_dir / "steps.jsonl"
-        self.epochs_path = self.run_dir / "epochs.jsonl"
-        self.epochs_csv = self.run_dir / "epochs.csv"
+        self.steps_path = self.run_dir / self.STEPS_FILE
+        self.epochs_path = self.run_dir / self.EPOCHS_FILE
+        self.epochs_csv = self.run_dir / self.EPOCHS_CSV_FILE
         self._writer = self._tensorboard_writer() if tensorboard else None
 
     def _tensorboard_writer(self) -> Any:
@@ -71,7 +77,7 @@ class RunLogger:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is an optional extra
             return None
-        return SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+        return SummaryWriter(log_dir=str(self.run_dir / self.TENSORBOARD_DIR))
 
     def truncate(self, last_epoch: int) -> None:
         """Keep only the records of epochs ≤ ``last_epoch`` (for a resumed run)."""

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tripletlab.errors import InvalidArgumentError
 from tripletlab.evaluate.knn import KNNBackend, TorchKNN, iter_knn
 from tripletlab.functional.distances import METRICS, row_distance
 from tripletlab.functional.triplet import triplet_margin_loss
@@ -66,7 +67,7 @@ __all__ = [
 
 def _positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a positive int; got {value!r}")
     return int(value)
 
 

@@ -39,7 +39,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tripletlab._moved import moved_names
 from tripletlab.data.sampler import PKSampler
+from tripletlab.errors import InvalidArgumentError
 from tripletlab.nn.embedding import DEFAULT_EMBED_BATCH, embed, l2_normalize
 from tripletlab.nn.loss_base import LossStats, as_batch_loss
 from tripletlab.train.checkpoint import (
@@ -58,7 +60,12 @@ from tripletlab.train.checkpoint import (
 )
 from tripletlab.train.logging import RunLogger
 
-__all__ = ["Trainer", "build_optimizer", "build_scheduler", "make_pk_sampler", "torch_threads"]
+__all__ = ["Trainer", "make_pk_sampler", "torch_threads"]
+
+# build_optimizer / build_scheduler moved to the pipeline's factories (they build by name).
+__getattr__ = moved_names(
+    __name__, dict.fromkeys(["build_optimizer", "build_scheduler"], "tripletlab.pipeline.factories")
+)
 
 LossFn = Callable[..., Any]
 Validator = Callable[["Trainer"], Mapping[str, float]]
@@ -80,42 +87,6 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def build_optimizer(
-    name: str,
-    params: Iterable[nn.Parameter],
-    lr: float,
-    weight_decay: float = 0.0,
-    momentum: float = 0.9,
-) -> torch.optim.Optimizer:
-    """``sgd`` (with momentum), ``adam`` or ``adamw``."""
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"optimizer must be one of 'sgd', 'adam', 'adamw'; got {name!r}")
-
-
-def build_scheduler(
-    name: str,
-    optimizer: torch.optim.Optimizer,
-    epochs: int,
-    step_size: int = 10,
-    gamma: float = 0.1,
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """A per-epoch learning-rate schedule: ``none``, ``cosine`` (to 0 over ``epochs``) or
-    ``step`` (× ``gamma`` every ``step_size`` epochs). Built-in schedulers only, so their
-    state dicts hold primitives and load with ``weights_only=True``."""
-    if name == "none":
-        return None
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
-    if name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
-    raise ValueError(f"scheduler must be one of 'none', 'cosine', 'step'; got {name!r}")
 
 
 def make_pk_sampler(labels: Tensor, p: int, k: int, seed: int) -> PKSampler:
@@ -146,6 +117,10 @@ class Trainer:
         kill_after_steps: test hook — SIGKILL the process after this many steps.
     """
 
+    #: Checkpoint files in ``checkpoint_dir``: the latest epoch's, and the finished run's.
+    LAST_CHECKPOINT = "last.pt"
+    FINAL_CHECKPOINT = "final.pt"
+
     def __init__(
         self,
         model: nn.Module,
@@ -167,9 +142,9 @@ class Trainer:
         kill_after_steps: int | None = None,
     ) -> None:
         if grad_clip is not None and not grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0 or None; got {grad_clip!r}")
+            raise InvalidArgumentError(f"grad_clip must be > 0 or None; got {grad_clip!r}")
         if validate_every < 1 or checkpoint_every < 1:
-            raise ValueError("validate_every and checkpoint_every must be >= 1")
+            raise InvalidArgumentError("validate_every and checkpoint_every must be >= 1")
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.loss = as_batch_loss(loss)
@@ -240,7 +215,7 @@ class Trainer:
         self.global_step = int(state["global_step"])
         self.history = list(state.get("history", []))
 
-    def save(self, name: str = "last.pt") -> Path | None:
+    def save(self, name: str = LAST_CHECKPOINT) -> Path | None:
         """Atomically write a checkpoint into ``checkpoint_dir`` (None when there is none)."""
         if self.checkpoint_dir is None:
             return None
@@ -275,9 +250,9 @@ class Trainer:
             The epoch records (also in ``self.history``).
         """
         if epochs < 1:
-            raise ValueError(f"epochs must be >= 1; got {epochs!r}")
+            raise InvalidArgumentError(f"epochs must be >= 1; got {epochs!r}")
         if len(inputs) != len(labels):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"inputs and labels must have the same length; got {len(inputs)} and {len(labels)}"
             )
         if resume_from is not None:
@@ -303,7 +278,7 @@ class Trainer:
                 bar.update(1)
         finally:
             bar.close()
-        self.save("final.pt")
+        self.save(self.FINAL_CHECKPOINT)
         return self.history
 
     def _run_epoch(
@@ -364,5 +339,5 @@ class Trainer:
             self.logger.log_steps(step_records)
             self.logger.log_epoch(record)
         if self.epoch % self.checkpoint_every == 0 or self.epoch == epochs:
-            self.save("last.pt")
+            self.save(self.LAST_CHECKPOINT)
         return record

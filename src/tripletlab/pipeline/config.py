@@ -1,0 +1,267 @@
+"""The run configuration: one validated pydantic model of everything ``tripletlab train`` does.
+
+A run is described by :class:`RunConfig` — data, model, loss, optimiser, training loop,
+evaluation and report — with defaults that work out of the box (the bundled ``digits`` data,
+an MLP, batch-all triplet loss on L2-normalised embeddings, P×K batches). Values come from,
+in increasing priority: the defaults, a TOML or YAML file, and command-line flags
+(``overrides``, dotted keys such as ``"loss.margin"``).
+
+An invalid value raises :class:`~tripletlab.errors.ConfigError` naming the key and the
+expected type, e.g. ``config key 'train.epochs': expected an integer, got 'ten'``.
+
+Example:
+    >>> from tripletlab.pipeline.config import RunConfig, load_config
+    >>> cfg = load_config(None, {"loss.margin": 0.1, "train.epochs": 3})
+    >>> (cfg.loss.name, cfg.loss.margin, cfg.train.epochs)
+    ('batch-all', 0.1, 3)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tripletlab.errors import ConfigError
+from tripletlab.pipeline.registries import (
+    LOSS_NAMES,
+    LossName,
+    Metric,
+    ModelName,
+    OptimizerName,
+    RunReduction,
+    SchedulerName,
+    SplitName,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "LOSSES",
+    "DataConfig",
+    "EvalConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "ReportConfig",
+    "RunConfig",
+    "TrainConfig",
+    "config_from_dict",
+    "load_config",
+    "read_config_file",
+]
+
+#: Loss names accepted by ``loss.name`` (``--loss``); kept for code importing it from here.
+LOSSES = LOSS_NAMES
+
+
+class _Section(BaseModel):
+    # extra="forbid": a misspelt key is an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Which data, and how it is split into train / validation / test."""
+
+    dataset: str = Field(
+        "digits",
+        description="'digits', 'fashion-mnist', or a path: image folder, .npz/.npy, .csv",
+    )
+    data_dir: str | None = Field(None, description="where fashion-mnist's IDX files lie")
+    split: SplitName = Field(
+        "stratified", description="'official': the data's own test set (fashion-mnist)"
+    )
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="of samples (or of classes)")
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="of the training part")
+    max_samples: int | None = Field(None, gt=0, description="use a seeded subset this large")
+    label_column: str | None = Field(None, description="CSV label column (default: last)")
+
+
+class ModelConfig(_Section):
+    """The embedding network, chosen by name (``mlp`` for features, ``cnn`` for images)."""
+
+    name: ModelName = "mlp"
+    embedding_dim: int = Field(32, gt=0)
+    hidden: list[int] = Field(default_factory=lambda: [256], description="MLP hidden widths")
+    activation: str = "relu"
+    dropout: float = Field(0.2, ge=0, lt=1, description="MLP dropout after each hidden layer")
+    normalize: bool = Field(True, description="L2-normalise the embeddings")
+
+
+class LossConfig(_Section):
+    """The metric-learning loss and its distance."""
+
+    name: LossName = "batch-all"
+    margin: float = Field(0.2, ge=0)
+    metric: Metric = "sqeuclidean"
+    smoothing: float | None = Field(None, ge=0, description="μ of the smoothed hinge")
+    reduction: RunReduction = "mean_active"
+
+
+class OptimConfig(_Section):
+    """Optimiser, learning-rate schedule and gradient clipping."""
+
+    name: OptimizerName = "adam"
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
+    scheduler: SchedulerName = "cosine"
+    step_size: int = Field(10, gt=0, description="epochs between decays (step scheduler)")
+    gamma: float = Field(0.1, gt=0, le=1, description="decay factor (step scheduler)")
+    grad_clip: float | None = Field(5.0, gt=0, description="max gradient norm; None: off")
+
+
+class TrainConfig(_Section):
+    """The training loop: epochs, P×K batches, checkpoints, determinism."""
+
+    epochs: int = Field(30, gt=0)
+    p: int = Field(10, ge=2, description="classes per batch")
+    k: int = Field(8, ge=2, description="samples per class in a batch")
+    steps_per_epoch: int | None = Field(
+        None, gt=0, description="default: about one pass over the training set"
+    )
+    device: str = "cpu"
+    threads: int | None = Field(
+        None, gt=0, description="torch CPU threads; default: 1 for the MLP, all for the CNN"
+    )
+    checkpoint_every: int = Field(1, gt=0, description="epochs between checkpoints")
+    progress: bool = Field(True, description="tqdm bars (only shown on a terminal)")
+    # A test hook: SIGKILL this process after so many optimiser steps, to test --resume
+    # on a genuinely killed run.
+    kill_after_steps: int | None = Field(None, gt=0)
+
+
+class EvalConfig(_Section):
+    """Evaluation: retrieval metrics each epoch on the validation split, all at the end."""
+
+    recall_at: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
+    knn_k: int = Field(5, gt=0)
+    validate_every: int = Field(1, gt=0)
+    batch_size: int = Field(1024, gt=0, description="for computing embeddings")
+
+
+class ReportConfig(_Section):
+    """The report: report.md and PNG figures."""
+
+    enabled: bool = True
+    tsne: bool = Field(True, description="also a t-SNE scatter when the test set is small")
+    tsne_max_points: int = Field(2000, gt=0)
+
+
+class RunConfig(_Section):
+    """The whole run. ``out`` defaults to ``runs/<name>``."""
+
+    name: str = "digits-mlp"
+    out: str | None = None
+    seed: int = 0
+    data: DataConfig = Field(default_factory=lambda: DataConfig())
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig())
+    loss: LossConfig = Field(default_factory=lambda: LossConfig())
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig())
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig())
+    eval: EvalConfig = Field(default_factory=lambda: EvalConfig())
+    report: ReportConfig = Field(default_factory=lambda: ReportConfig())
+
+    @property
+    def out_dir(self) -> Path:
+        """The run directory."""
+        return Path(self.out) if self.out else Path("runs") / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible nested dict (what is stored in checkpoints and ``config.json``)."""
+        return self.model_dump(mode="json")
+
+
+_TYPE_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "string": "a string",
+    "list": "a list",
+    "literal": "one of",
+    "dict": "a table/mapping",
+    "model": "a table/mapping",
+    "extra": "no such key",
+}
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "<root>"
+    kind = str(error["type"])
+    given = error.get("input")
+    if kind == "extra_forbidden":
+        return f"config key '{key}': unknown key"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"config key '{key}': expected one of {expected}, got {given!r}"
+    if kind.endswith(("_parsing", "_type")) or kind.startswith(("int", "float", "bool")):
+        for stem, word in _TYPE_WORDS.items():
+            if kind.startswith(stem):
+                return f"config key '{key}': expected {word}, got {given!r}"
+    return f"config key '{key}': {error['msg']}, got {given!r}"
+
+
+def config_from_dict(values: Mapping[str, Any]) -> RunConfig:
+    """Validate a nested dict into a :class:`RunConfig` (ConfigError on the first bad key)."""
+    try:
+        return RunConfig.model_validate(dict(values))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(_describe(first)) from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a ``.toml``, ``.yaml``/``.yml`` or ``.json`` file into a nested dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8")
+        if suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config file {path}: expected .toml, .yaml, .yml or .json")
+    except ConfigError:
+        raise
+    except Exception as exc:  # parse errors of three libraries, one message
+        raise ConfigError(f"config file {path} cannot be parsed: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a table/mapping at the top level")
+    return data
+
+
+def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = target
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"config key '{part}': expected a table/mapping")
+        node = child
+    node[leaf] = value
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> RunConfig:
+    """Defaults, then the file at ``path`` (if any), then ``overrides`` (dotted keys; None
+    values are ignored, so unset CLI flags do not override the file)."""
+    values: dict[str, Any] = read_config_file(path) if path is not None else {}
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(values, dotted, value)
+    return config_from_dict(values)

@@ -1,0 +1,122 @@
+"""A trained run, loaded for use: its model and how to feed it (:class:`TrainedModel`), and
+the ``embed`` verb (:func:`embed_run`, :func:`embed_file`).
+
+Example:
+    >>> from tripletlab.pipeline.trained import embed_run
+    >>> embed_run("runs/digits-mlp", samples).shape  # doctest: +SKIP
+    (10, 32)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from tripletlab.errors import DataError
+from tripletlab.nn.embedding import embed
+from tripletlab.pipeline.config import RunConfig, config_from_dict
+from tripletlab.pipeline.data import read_input
+from tripletlab.pipeline.factories import build_network
+from tripletlab.pipeline.run_dir import RunDir
+from tripletlab.train.checkpoint import load_checkpoint
+
+__all__ = ["TrainedModel", "build_run_model", "embed_file", "embed_run", "load_run"]
+
+
+def build_run_model(cfg: RunConfig, in_shape: tuple[int, ...]) -> nn.Module:
+    """The (untrained) network of a run's config for samples of ``in_shape``."""
+    m = cfg.model
+    return build_network(m.name, in_shape, m.embedding_dim, m.hidden, m.activation, m.dropout)
+
+
+@dataclass
+class TrainedModel:
+    """A run's trained network (eval mode) and what its inputs need.
+
+    Attributes:
+        model: the network.
+        cfg: the run's configuration.
+        in_shape: the shape of one sample the model was trained on.
+        input_mean, input_std: the scalar standardisation of the training split.
+        meta: the metadata stored in the checkpoint (``run``, ``in_shape``, ``class_names``…).
+        checkpoint: the file it was loaded from.
+    """
+
+    model: nn.Module
+    cfg: RunConfig
+    in_shape: tuple[int, ...]
+    input_mean: float
+    input_std: float
+    meta: dict[str, Any]
+    checkpoint: Path
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> TrainedModel:
+        """The trained model of ``run_dir`` (``final.pt``, else ``last.pt``)."""
+        path = RunDir(run_dir).trained_checkpoint()
+        state = load_checkpoint(path)
+        meta = state["config"]
+        cfg = config_from_dict(meta["run"])
+        in_shape = tuple(int(s) for s in meta["in_shape"])
+        model = build_run_model(cfg, in_shape)
+        model.load_state_dict(state["model"])
+        model.eval()
+        return cls(
+            model, cfg, in_shape, float(meta["input_mean"]), float(meta["input_std"]), meta, path
+        )
+
+    @property
+    def metric(self) -> str:
+        """The distance the run was trained (and is evaluated) with."""
+        return self.cfg.loss.metric
+
+    def inputs(self, samples: np.ndarray) -> Tensor:
+        """Samples (N, ...) of the run's sample shape (or flattened), standardised as in
+        training. DataError when their size does not match."""
+        x = np.asarray(samples, dtype=np.float32)
+        size = math.prod(self.in_shape)
+        if x.ndim >= 2 and tuple(x.shape[1:]) != self.in_shape and math.prod(x.shape[1:]) == size:
+            x = x.reshape(len(x), *self.in_shape)
+        if x.ndim < 2 or math.prod(x.shape[1:]) != size:
+            raise DataError(
+                f"input samples have shape {tuple(x.shape[1:])}; the run was trained on "
+                f"{self.in_shape}"
+            )
+        return torch.from_numpy((x - self.input_mean) / self.input_std).float()
+
+    def embed(self, samples: np.ndarray) -> Tensor:
+        """Embeddings (N, D) of raw ``samples`` (N, ...), as the run computes them."""
+        return embed(
+            self.model,
+            self.inputs(samples),
+            self.cfg.eval.batch_size,
+            normalize=self.cfg.model.normalize,
+        )
+
+
+def load_run(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The trained model (eval mode) and its checkpoint metadata from ``run_dir``."""
+    trained = TrainedModel.load(run_dir)
+    return trained.model, trained.meta
+
+
+def embed_run(run_dir: str | Path, x: np.ndarray) -> np.ndarray:
+    """Embeddings (N, D) of samples ``x`` (N, ...) with the run's trained model."""
+    embeddings: np.ndarray = TrainedModel.load(run_dir).embed(x).numpy()
+    return embeddings
+
+
+def embed_file(run_dir: str | Path, input_path: str | Path, output: str | Path) -> tuple[int, int]:
+    """The ``embed`` verb: embed the samples in ``input_path`` with the run's model and write
+    them to ``output`` (.npy, float32). Returns (N, D)."""
+    embeddings = embed_run(run_dir, read_input(input_path)).astype(np.float32)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    np.save(output, embeddings)
+    return embeddings.shape[0], embeddings.shape[1]
