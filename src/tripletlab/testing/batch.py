@@ -23,16 +23,20 @@ Checks (each named in the :class:`~tripletlab.testing.ConformanceReport`):
 * ``relabel``              — renaming the classes leaves the loss unchanged;
 * ``float16``              — float16 input gives a finite loss close to the float32 definition;
 * ``deterministic``        — the same call twice gives the same loss.
+
+Each check is a module-level ``check_batch_<name>(case)`` of a :class:`BatchCase`, listed in
+:data:`BATCH_CHECKS`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from tripletlab.testing.explicit import ConformanceReport
+from tripletlab.testing.suite import ConformanceReport, run_checks
 
 _MINING = ("all", "hard", "semi_hard")
 
@@ -87,6 +91,152 @@ def batch_triplet_definition(
     return values.sum() / (values.detach() > 0).sum().clamp_min(1)
 
 
+@dataclass
+class BatchCase:
+    """A batch triplet loss under test, its settings and a generated P×K batch ``x``, ``y``."""
+
+    fn: Callable[[Tensor, Tensor], Tensor]
+    mining: str
+    margin: float
+    metric: str
+    smoothing: float | None
+    reduction: str
+    fallback: str
+    atol: float
+    rtol: float
+    generator: torch.Generator
+    x: Tensor
+    y: Tensor
+
+    def definition(self, x: Tensor, y: Tensor) -> Tensor:
+        """The loss of ``x``, ``y`` by the definition, with this case's settings."""
+        return batch_triplet_definition(
+            x, y, self.mining, self.margin, self.metric, self.smoothing, self.reduction,
+            self.fallback,
+        )  # fmt: skip
+
+    def close(self, got: Tensor, want: Tensor, what: str, loose: bool = False) -> None:
+        """Scalars ``got`` and ``want`` agree (``loose``: to 1e-2, for float16 input)."""
+        atol, rtol = (LOW_PRECISION_TOL, LOW_PRECISION_TOL) if loose else (self.atol, self.rtol)
+        got = torch.as_tensor(got).detach().double().reshape(())
+        want = want.detach().double().reshape(())
+        if not bool(torch.isfinite(got)):
+            raise AssertionError(f"{what}: not finite ({float(got)})")
+        if abs(float(got - want)) > atol + rtol * abs(float(want)):
+            raise AssertionError(f"{what}: got {float(got):.10g}, expected {float(want):.10g}")
+
+    def zero_loss_zero_grad(self, x: Tensor, y: Tensor, what: str) -> None:
+        """The loss of ``x``, ``y`` is 0 and its gradient exactly zero (not NaN)."""
+        x = x.clone().requires_grad_()
+        loss = self.fn(x, y)
+        self.close(loss, torch.zeros(()), what)
+        if loss.requires_grad:
+            loss.backward()
+        grad = x.grad if x.grad is not None else torch.zeros_like(x)
+        if not bool(torch.isfinite(grad).all()) or float(grad.abs().max()) != 0.0:
+            raise AssertionError(f"{what}: gradient is not exactly zero")
+
+
+#: Tolerance of the float16 check (float16 has ~3 significant digits).
+LOW_PRECISION_TOL = 1e-2
+
+
+def check_batch_value(case: BatchCase) -> None:
+    """The loss equals the definition on a random P×K batch."""
+    case.close(case.fn(case.x, case.y), case.definition(case.x, case.y), "loss")
+
+
+def check_batch_gradient(case: BatchCase) -> None:
+    """The gradient equals autograd of the definition."""
+    a, b = case.x.clone().requires_grad_(), case.x.clone().requires_grad_()
+    case.fn(a, case.y).backward()
+    case.definition(b, case.y).backward()
+    got = a.grad if a.grad is not None else torch.zeros_like(a)
+    want = b.grad if b.grad is not None else torch.zeros_like(b)
+    if not torch.allclose(got.double(), want, atol=case.atol, rtol=case.rtol):
+        err = float((got.double() - want).abs().max())
+        raise AssertionError(f"gradient differs from the definition's by up to {err:.3g}")
+
+
+def check_batch_ties(case: BatchCase) -> None:
+    """Exact ties d_an = d_ap + m (and d_an = d_ap) give the definition's value."""
+    # v and −v: the batch mean is exactly 0, so implementations that centre the batch
+    # before a GEMM (as tripletlab does) still compute these integer distances exactly
+    half = torch.randint(-2, 3, (6, 2), generator=case.generator).double()
+    xi = torch.cat([half, -half])
+    yi = torch.arange(12) % 3
+    case.close(case.fn(xi, yi), case.definition(xi, yi), "loss with exact ties")
+
+
+def check_batch_no_positives(case: BatchCase) -> None:
+    """All labels distinct: loss 0, zero gradient."""
+    case.zero_loss_zero_grad(case.x, torch.arange(len(case.y)), "no positives")
+
+
+def check_batch_no_negatives(case: BatchCase) -> None:
+    """A single class: loss 0, zero gradient."""
+    case.zero_loss_zero_grad(case.x, torch.zeros_like(case.y), "no negatives")
+
+
+def check_batch_no_active(case: BatchCase) -> None:
+    """(hinge) Well separated classes: loss 0, zero gradient."""
+    if case.smoothing:
+        return
+    noise = 1e-3 * torch.randn(case.x.shape, generator=case.generator).double()
+    case.zero_loss_zero_grad(case.y[:, None].double() * 1e3 + noise, case.y, "no active triplet")
+
+
+def check_batch_identical_embeddings(case: BatchCase) -> None:
+    """All embeddings equal: the definition's value and a finite gradient."""
+    same = torch.ones_like(case.x).requires_grad_()
+    loss = case.fn(same, case.y)
+    case.close(loss, case.definition(same.detach(), case.y), "identical embeddings")
+    loss.backward()
+    if same.grad is not None and not bool(torch.isfinite(same.grad).all()):
+        raise AssertionError("identical embeddings: non-finite gradient")
+
+
+def check_batch_permutation(case: BatchCase) -> None:
+    """Permuting the batch leaves the loss unchanged."""
+    perm = torch.randperm(len(case.y), generator=case.generator)
+    case.close(case.fn(case.x[perm], case.y[perm]), case.fn(case.x, case.y), "permuted batch")
+
+
+def check_batch_relabel(case: BatchCase) -> None:
+    """Renaming the classes leaves the loss unchanged."""
+    case.close(case.fn(case.x, case.y * 7 + 3), case.fn(case.x, case.y), "renamed classes")
+
+
+def check_batch_float16(case: BatchCase) -> None:
+    """float16 input gives a finite loss close to the float32 definition."""
+    half = case.x.half()
+    got = case.fn(half, case.y)
+    case.close(got, case.definition(half.double(), case.y), "float16 input", loose=True)
+
+
+def check_batch_deterministic(case: BatchCase) -> None:
+    """The same call twice gives the same loss."""
+    first, second = case.fn(case.x, case.y).detach(), case.fn(case.x, case.y).detach()
+    if not torch.equal(first, second):
+        raise AssertionError("two identical calls gave different losses")
+
+
+#: The checks of :func:`check_batch_triplet_loss`, by name, in the order they run.
+BATCH_CHECKS: dict[str, Callable[[BatchCase], None]] = {
+    "value": check_batch_value,
+    "gradient": check_batch_gradient,
+    "ties": check_batch_ties,
+    "no_positives": check_batch_no_positives,
+    "no_negatives": check_batch_no_negatives,
+    "no_active": check_batch_no_active,
+    "identical_embeddings": check_batch_identical_embeddings,
+    "permutation": check_batch_permutation,
+    "relabel": check_batch_relabel,
+    "float16": check_batch_float16,
+    "deterministic": check_batch_deterministic,
+}
+
+
 def check_batch_triplet_loss(
     fn: Callable[[Tensor, Tensor], Tensor],
     *,
@@ -130,113 +280,14 @@ def check_batch_triplet_loss(
     """
     if mining not in _MINING:
         raise ValueError(f"mining must be one of {_MINING}; got {mining!r}")
-    report = ConformanceReport(name or getattr(fn, "__name__", type(fn).__name__))
     g = torch.Generator().manual_seed(seed)
-
-    def definition(x: Tensor, y: Tensor) -> Tensor:
-        return batch_triplet_definition(
-            x, y, mining, margin, metric, smoothing, reduction, fallback
-        )
-
-    def close(got: Tensor, want: Tensor, what: str, atol_: float = atol, rtol_: float = rtol):
-        got = torch.as_tensor(got).detach().double().reshape(())
-        want = want.detach().double().reshape(())
-        if not bool(torch.isfinite(got)):
-            raise AssertionError(f"{what}: not finite ({float(got)})")
-        if abs(float(got - want)) > atol_ + rtol_ * abs(float(want)):
-            raise AssertionError(f"{what}: got {float(got):.10g}, expected {float(want):.10g}")
-
-    def zero_loss_zero_grad(x: Tensor, y: Tensor, what: str) -> None:
-        x = x.clone().requires_grad_()
-        loss = fn(x, y)
-        close(loss, torch.zeros(()), what)
-        if loss.requires_grad:
-            loss.backward()
-        grad = x.grad if x.grad is not None else torch.zeros_like(x)
-        if not bool(torch.isfinite(grad).all()) or float(grad.abs().max()) != 0.0:
-            raise AssertionError(f"{what}: gradient is not exactly zero")
-
     x, y = _pk_batch(g, 4, 3, 6, margin, metric)
-
-    def value() -> None:
-        close(fn(x, y), definition(x, y), "loss")
-
-    def gradient() -> None:
-        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
-        fn(a, y).backward()
-        definition(b, y).backward()
-        got = a.grad if a.grad is not None else torch.zeros_like(a)
-        if not torch.allclose(got.double(), b.grad, atol=atol, rtol=rtol):
-            err = float((got.double() - b.grad).abs().max())
-            raise AssertionError(f"gradient differs from the definition's by up to {err:.3g}")
-
-    def ties() -> None:
-        # v and −v: the batch mean is exactly 0, so implementations that centre the batch
-        # before a GEMM (as tripletlab does) still compute these integer distances exactly
-        half = torch.randint(-2, 3, (6, 2), generator=g).double()
-        xi = torch.cat([half, -half])
-        yi = torch.arange(12) % 3
-        close(fn(xi, yi), definition(xi, yi), "loss with exact ties")
-
-    def no_positives() -> None:
-        zero_loss_zero_grad(x, torch.arange(len(y)), "no positives")
-
-    def no_negatives() -> None:
-        zero_loss_zero_grad(x, torch.zeros_like(y), "no negatives")
-
-    def no_active() -> None:
-        if smoothing:
-            return
-        far = y[:, None].double() * 1e3 + 1e-3 * torch.randn(x.shape, generator=g).double()
-        zero_loss_zero_grad(far, y, "no active triplet")
-
-    def identical_embeddings() -> None:
-        same = torch.ones_like(x).requires_grad_()
-        loss = fn(same, y)
-        close(loss, definition(same.detach(), y), "identical embeddings")
-        loss.backward()
-        if same.grad is not None and not bool(torch.isfinite(same.grad).all()):
-            raise AssertionError("identical embeddings: non-finite gradient")
-
-    def permutation() -> None:
-        perm = torch.randperm(len(y), generator=g)
-        close(fn(x[perm], y[perm]), fn(x, y), "permuted batch")
-
-    def relabel() -> None:
-        close(fn(x, y * 7 + 3), fn(x, y), "renamed classes")
-
-    def float16() -> None:
-        half = x.half()
-        got = fn(half, y)
-        close(got, definition(half.double(), y), "float16 input", 1e-2, 1e-2)
-
-    def deterministic() -> None:
-        first, second = fn(x, y).detach(), fn(x, y).detach()
-        if not torch.equal(first, second):
-            raise AssertionError("two identical calls gave different losses")
-
-    all_checks = {
-        "value": value,
-        "gradient": gradient,
-        "ties": ties,
-        "no_positives": no_positives,
-        "no_negatives": no_negatives,
-        "no_active": no_active,
-        "identical_embeddings": identical_embeddings,
-        "permutation": permutation,
-        "relabel": relabel,
-        "float16": float16,
-        "deterministic": deterministic,
-    }
-    for check_name, check in all_checks.items():
-        if checks is not None and check_name not in checks:
-            continue
-        try:
-            check()
-        except Exception as error:  # a failing implementation may raise anything
-            report.failures.append(f"{check_name}: {type(error).__name__}: {error}")
-        else:
-            report.passed.append(check_name)
+    case = BatchCase(
+        fn, mining, margin, metric, smoothing, reduction, fallback, atol, rtol, g, x, y
+    )
+    chosen = {k: v for k, v in BATCH_CHECKS.items() if checks is None or k in checks}
+    label = name or str(getattr(fn, "__name__", type(fn).__name__))
+    report = run_checks(ConformanceReport(label), chosen, case)
     return report.raise_if_failed() if raise_on_failure else report
 
 
