@@ -7,7 +7,8 @@ Every module under ``src/tripletlab`` is parsed (``ast``, nothing is imported) a
 
 Layers, lowest first (a module may import its own layer and the ones below):
 
-0. ``errors``, ``validation``, ``_moved`` — exceptions, argument checks, old-path shims
+0. ``errors``, ``validation``, ``atomic``, ``_moved`` — exceptions, argument checks, atomic
+   file writes, old-path shims
    (the shims reach the new homes through ``importlib`` at attribute access, never by an
    import statement, which is what makes them legal in lower layers).
 1. ``functional`` — pure tensor maths.
@@ -37,6 +38,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "validation": 0,
     "_moved": 0,
+    "atomic": 0,
     "functional": 1,
     "nn": 2,
     "data": 3,

@@ -24,8 +24,6 @@ threshold, recognition as k-NN in the embedding).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from tripletlab.atomic import atomic_torch_save
 from tripletlab.errors import DataError, InvalidArgumentError
 from tripletlab.evaluate.knn import KNNBackend, TorchKNN
 from tripletlab.functional.distances import METRICS, row_distance
@@ -204,18 +203,7 @@ class GalleryIndex:
             "labels": self.labels,
             "metadata": json.dumps(self._metadata()),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(payload, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_torch_save(payload, path)
 
     @classmethod
     def load(cls, path: str | Path) -> GalleryIndex:
