@@ -6,12 +6,19 @@ exported here, e.g. ``tripletlab.TripletMarginLoss`` or ``tripletlab.BatchAllTri
 
 from tripletlab.data.distributed_sampler import DistributedPKSampler
 from tripletlab.data.sampler import PKSampler
-from tripletlab.errors import ConfigError, DataError, TripletlabError
+from tripletlab.errors import (
+    ArgumentTypeError,
+    ConfigError,
+    DataError,
+    InvalidArgumentError,
+    TripletlabError,
+)
 from tripletlab.nn.batch_losses import (
     BatchAllTripletLoss,
     BatchHardTripletLoss,
     BatchSemiHardTripletLoss,
 )
+from tripletlab.nn.loss_base import BatchLoss
 from tripletlab.nn.losses import BatchContrastiveLoss, ContrastiveLoss, TripletMarginLoss
 from tripletlab.nn.networks import MLP, ConvNet, build_model, embed_triplets
 from tripletlab.nn.xbm import CrossBatchMemory, XBMLoss
@@ -20,9 +27,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MLP",
+    "ArgumentTypeError",
     "BatchAllTripletLoss",
     "BatchContrastiveLoss",
     "BatchHardTripletLoss",
+    "BatchLoss",
     "BatchSemiHardTripletLoss",
     "ConfigError",
     "ContrastiveLoss",
@@ -30,6 +39,7 @@ __all__ = [
     "CrossBatchMemory",
     "DataError",
     "DistributedPKSampler",
+    "InvalidArgumentError",
     "PKSampler",
     "TripletEmbedder",
     "TripletMarginLoss",
