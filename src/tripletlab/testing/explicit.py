@@ -51,7 +51,16 @@ from tripletlab.testing.definitions import (
     reduction_scale,
     triplet_definition,
 )
-from tripletlab.testing.suite import ConformanceReport, assert_close, run_checks
+from tripletlab.testing.pairs import PAIR_CHECKS, PairCase, check_pair_loss
+from tripletlab.testing.suite import (
+    ConformanceReport,
+    assert_close,
+    empty_result,
+    grads_of,
+    label_of,
+    repeated_twice,
+    run_checks,
+)
 
 __all__ = [
     "PAIR_CHECKS",
@@ -71,32 +80,6 @@ _BATCH = 24
 _KINK_GAP = 1e-3
 
 LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]
-
-
-def _grads(
-    fn: LossFn, inputs: tuple[Tensor, ...], *rest: Tensor
-) -> tuple[Tensor, tuple[Tensor, ...]]:
-    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
-    out = fn(*leaves, *rest)  # type: ignore[call-arg]
-    out.sum().backward()
-    return out.detach(), tuple(
-        x.grad if x.grad is not None else torch.zeros_like(x) for x in leaves
-    )
-
-
-def _repeated_twice(once: Tensor, reduction: str) -> Tensor:
-    """What a loss gives on its batch repeated twice, from what it gives on the batch once."""
-    if reduction == "none":
-        return torch.cat([once, once])
-    return 2 * once if reduction == "sum" else once
-
-
-def _empty_result(reduction: str, dtype: torch.dtype) -> Tensor:
-    return torch.zeros(0, dtype=dtype) if reduction == "none" else torch.zeros((), dtype=dtype)
-
-
-def _label(fn: object, name: str | None) -> str:
-    return name or str(getattr(fn, "__name__", type(fn).__name__))
 
 
 # --------------------------------------------------------------------------- triplets
@@ -172,7 +155,7 @@ def check_triplet_inactive_zero(case: TripletCase) -> None:
     # p close to a, n far away: d_an ≫ d_ap + margin for every metric.
     easy_n = -a * 3 if metric == "cosine" else a + 10 * (1 + margin) * torch.sign(a)
     easy_p = a + 1e-3 * torch.ones_like(a)
-    out, grads = _grads(case.fn, (a, easy_p, easy_n))
+    out, grads = grads_of(case.fn, (a, easy_p, easy_n))
     if bool((out != 0).any()):
         raise AssertionError(f"inactive triplets give loss {out.flatten()[:4].tolist()}")
     for label, grad in zip("apn", grads, strict=True):
@@ -183,7 +166,7 @@ def check_triplet_inactive_zero(case: TripletCase) -> None:
 def check_triplet_gradients(case: TripletCase) -> None:
     """The gradients equal the hand-derived ones, scaled by the reduction."""
     a, p, n, metric = case.a, case.p, case.n, case.metric
-    _, (ga, gp, gn) = _grads(case.fn, (a, p, n))
+    _, (ga, gp, gn) = grads_of(case.fn, (a, p, n))
     x = distance(a, p, metric) - distance(a, n, metric) + case.margin
     scale = reduction_scale(case.want_values, case.reduction)
     w = (hinge_grad(x, case.smoothing) * scale)[:, None]
@@ -212,14 +195,14 @@ def check_triplet_reduction(case: TripletCase) -> None:
             f"reduction={case.reduction!r} should give a {expected_dim}-dim output; got shape "
             f"{tuple(once.shape)}"
         )
-    want = _repeated_twice(once, case.reduction)
+    want = repeated_twice(once, case.reduction)
     case.close(twice, want.to(case.dtype), "loss of the batch repeated twice")
 
 
 def check_triplet_identical_points(case: TripletCase) -> None:
     """a = p = n gives h(margin) and finite gradients."""
     same = case.a[:4]
-    out, grads = _grads(case.fn, (same, same, same))
+    out, grads = grads_of(case.fn, (same, same, same))
     margins = torch.full((4,), case.margin, dtype=case.dtype)
     case.close(
         out, reduce_values(hinge(margins, case.smoothing), case.reduction), "loss at a = p = n"
@@ -233,7 +216,7 @@ def check_triplet_empty_batch(case: TripletCase) -> None:
     """An empty batch gives 0 (not NaN) and no exception."""
     empty = case.a[:0]
     out = case.fn(empty, empty, empty).detach()
-    case.close(out, _empty_result(case.reduction, case.dtype), "loss of an empty batch")
+    case.close(out, empty_result(case.reduction, case.dtype), "loss of an empty batch")
 
 
 #: The checks of :func:`check_triplet_loss`, by name, in the order they run.
@@ -308,182 +291,5 @@ def check_triplet_loss(
     if not check_empty:
         skip.add("empty_batch")
     checks = {k: v for k, v in TRIPLET_CHECKS.items() if k not in skip}
-    report = run_checks(ConformanceReport(_label(fn, name)), checks, case)
-    return report.raise_if_failed() if raise_on_failure else report
-
-
-# --------------------------------------------------------------------------- pairs
-
-
-@dataclass
-class PairCase:
-    """A pair loss under test, its settings and the generated pairs (``d`` their distances)."""
-
-    fn: LossFn
-    form: str
-    metric: str
-    margin: float
-    reduction: str
-    dtype: torch.dtype
-    atol: float
-    rtol: float
-    generator: torch.Generator
-    x1: Tensor
-    x2: Tensor
-    same: Tensor
-    d: Tensor
-
-    @property
-    def want_values(self) -> Tensor:
-        return pair_definition(self.x1, self.x2, self.same, self.margin, self.form, self.metric)
-
-    def close(self, got: Tensor, want: Tensor, what: str) -> None:
-        assert_close(got, want, what, self.atol, self.rtol)
-
-
-def _random_pairs(
-    g: torch.Generator, dim: int, dtype: torch.dtype, margin: float, form: str, metric: str
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Pairs at a spread of distances (every third one positive), none of the negatives within
-    ``_KINK_GAP`` of the margin."""
-    x1 = torch.randn(_BATCH, dim, generator=g, dtype=dtype)
-    scale = torch.linspace(0.05, 1.5, _BATCH, dtype=dtype)[:, None] / dim**0.5
-    x2 = x1 + scale * torch.randn(_BATCH, dim, generator=g, dtype=dtype)
-    same = (torch.arange(_BATCH) % 3 == 0).long()
-    d = distance(x1, x2, metric)
-    gap = (margin - d).abs() if form == "hadsell" else (margin - d**2).abs()
-    keep = (gap > _KINK_GAP) | (same == 1)
-    return x1[keep], x2[keep], same[keep], d[keep]
-
-
-def check_pair_value(case: PairCase) -> None:
-    """The reduced loss equals the definition."""
-    got = case.fn(case.x1, case.x2, case.same)
-    case.close(got, reduce_values(case.want_values, case.reduction), "loss")
-
-
-def check_pair_nonnegative(case: PairCase) -> None:
-    """Every loss value is ≥ 0."""
-    out = case.fn(case.x1, case.x2, case.same).detach()
-    if bool((out < 0).any()):
-        raise AssertionError(f"negative loss {float(out.min()):.3g}")
-
-
-def check_pair_inactive_zero(case: PairCase) -> None:
-    """Negatives beyond the margin: 0 loss, 0 gradient."""
-    x1, metric, margin = case.x1, case.metric, case.margin
-    if metric == "cosine" and margin > 2:
-        return  # every cosine distance is ≤ 2: no negative can be beyond such a margin
-    far = -x1 if metric == "cosine" else x1 + 10 * (1 + margin) * torch.sign(x1)
-    out, grads = _grads(case.fn, (x1, far), torch.zeros_like(case.same))
-    if bool((out != 0).any()):
-        raise AssertionError(f"negatives beyond the margin give loss {out.flatten()[:4].tolist()}")
-    if any(bool((grad != 0).any()) for grad in grads):
-        raise AssertionError("negatives beyond the margin give a nonzero gradient")
-
-
-def check_pair_positive_zero(case: PairCase) -> None:
-    """Identical positive pairs: 0 loss and a finite zero gradient."""
-    x1 = case.x1
-    out, grads = _grads(case.fn, (x1, x1.clone()), torch.ones_like(case.same))
-    zeros = torch.zeros(len(x1), dtype=case.dtype)
-    case.close(out, reduce_values(zeros, case.reduction), "identical positives")
-    for label, grad in zip(("x1", "x2"), grads, strict=True):
-        case.close(grad, torch.zeros_like(grad), f"gradient for {label} at identical positives")
-
-
-def check_pair_gradients(case: PairCase) -> None:
-    """∂ℓ/∂x1 = c·∂d/∂x1 with c = 2d for positives and −2[m − d]₊ (hadsell) or
-    −2d·1[d² < m] (squared) for negatives, scaled by the reduction."""
-    x1, x2, d, margin = case.x1, case.x2, case.d, case.margin
-    _, (g1, g2) = _grads(case.fn, (x1, x2), case.same)
-    y = case.same.to(case.dtype)
-    if case.form == "hadsell":
-        neg = -2 * (margin - d).clamp_min(0)
-    else:
-        neg = -2 * d * ((margin - d**2) > 0).to(case.dtype)
-    c = (y * 2 * d + (1 - y) * neg) * reduction_scale(case.want_values, case.reduction)
-    case.close(g1, c[:, None] * distance_grad(x1, x2, case.metric), "d/d x1")
-    case.close(g2, c[:, None] * distance_grad(x2, x1, case.metric), "d/d x2")
-
-
-def check_pair_symmetry(case: PairCase) -> None:
-    """Swapping x1 and x2 changes nothing."""
-    want = case.fn(case.x1, case.x2, case.same).detach().to(case.dtype)
-    case.close(case.fn(case.x2, case.x1, case.same), want, "loss with x1, x2 swapped")
-
-
-def check_pair_permutation(case: PairCase) -> None:
-    """Permuting the pairs permutes ``none`` output and leaves a reduced loss unchanged."""
-    x1, x2, same = case.x1, case.x2, case.same
-    perm = torch.randperm(len(x1), generator=case.generator)
-    base, permuted = (
-        case.fn(x1, x2, same).detach(),
-        case.fn(x1[perm], x2[perm], same[perm]).detach(),
-    )
-    case.close(permuted, base[perm] if case.reduction == "none" else base, "permuted loss")
-
-
-def check_pair_reduction(case: PairCase) -> None:
-    """The batch repeated twice: same mean, twice the sum, the ``none`` vector repeated."""
-    x1, x2, same = case.x1, case.x2, case.same
-    once = case.fn(x1, x2, same).detach()
-    twice = case.fn(torch.cat([x1, x1]), torch.cat([x2, x2]), torch.cat([same, same])).detach()
-    want = _repeated_twice(once, case.reduction)
-    case.close(twice, want.to(case.dtype), "loss of the batch repeated twice")
-
-
-def check_pair_empty_batch(case: PairCase) -> None:
-    """An empty batch gives 0 (not NaN) and no exception."""
-    out = case.fn(case.x1[:0], case.x2[:0], case.same[:0]).detach()
-    case.close(out, _empty_result(case.reduction, case.dtype), "loss of an empty batch")
-
-
-#: The checks of :func:`check_pair_loss`, by name, in the order they run.
-PAIR_CHECKS: dict[str, Callable[[PairCase], None]] = {
-    "value": check_pair_value,
-    "nonnegative": check_pair_nonnegative,
-    "inactive_zero": check_pair_inactive_zero,
-    "positive_zero": check_pair_positive_zero,
-    "gradients": check_pair_gradients,
-    "symmetry": check_pair_symmetry,
-    "permutation": check_pair_permutation,
-    "reduction": check_pair_reduction,
-    "empty_batch": check_pair_empty_batch,
-}
-
-
-def check_pair_loss(
-    fn: LossFn,
-    *,
-    form: str = "hadsell",
-    metric: str = "euclidean",
-    margin: float = 1.0,
-    reduction: str = "mean",
-    dtype: torch.dtype = torch.float64,
-    dim: int = 8,
-    atol: float = 1e-7,
-    rtol: float = 1e-6,
-    check_empty: bool = True,
-    seed: int = 0,
-    raise_on_failure: bool = True,
-    name: str | None = None,
-) -> ConformanceReport:
-    """Check a contrastive (pair) loss ``fn(x1, x2, same)`` against the definition.
-
-    ``hadsell``: ``ℓ = y·d² + (1 − y)·[m − d]₊²``; ``squared``: ``ℓ = y·d² + (1 − y)·[m − d²]₊``;
-    ``d`` = ``metric`` distance, ``y`` = ``same`` (0/1). The checks are :data:`PAIR_CHECKS`
-    (the empty batch only with ``check_empty``); the arguments are those of
-    :func:`check_triplet_loss`.
-
-    Example:
-        >>> from tripletlab.functional import contrastive_loss
-        >>> check_pair_loss(contrastive_loss).ok
-        True
-    """
-    g = torch.Generator().manual_seed(seed)
-    x1, x2, same, d = _random_pairs(g, dim, dtype, margin, form, metric)
-    case = PairCase(fn, form, metric, margin, reduction, dtype, atol, rtol, g, x1, x2, same, d)
-    checks = {k: v for k, v in PAIR_CHECKS.items() if check_empty or k != "empty_batch"}
-    report = run_checks(ConformanceReport(_label(fn, name)), checks, case)
+    report = run_checks(ConformanceReport(label_of(fn, name)), checks, case)
     return report.raise_if_failed() if raise_on_failure else report

@@ -23,7 +23,15 @@ from typing import TypeVar
 import torch
 from torch import Tensor
 
-__all__ = ["ConformanceReport", "assert_close", "run_checks"]
+__all__ = [
+    "ConformanceReport",
+    "assert_close",
+    "empty_result",
+    "grads_of",
+    "label_of",
+    "repeated_twice",
+    "run_checks",
+]
 
 Case = TypeVar("Case")
 
@@ -81,3 +89,29 @@ def assert_close(got: Tensor, want: Tensor, what: str, atol: float, rtol: float)
         raise AssertionError(
             f"{what}: max abs error {float(err.max()):.3g} exceeds atol={atol:g}, rtol={rtol:g}"
         )
+
+
+def grads_of(
+    fn: Callable[..., Tensor], inputs: tuple[Tensor, ...], *rest: Tensor
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
+    out = fn(*leaves, *rest)  # type: ignore[call-arg]
+    out.sum().backward()
+    return out.detach(), tuple(
+        x.grad if x.grad is not None else torch.zeros_like(x) for x in leaves
+    )
+
+
+def repeated_twice(once: Tensor, reduction: str) -> Tensor:
+    """What a loss gives on its batch repeated twice, from what it gives on the batch once."""
+    if reduction == "none":
+        return torch.cat([once, once])
+    return 2 * once if reduction == "sum" else once
+
+
+def empty_result(reduction: str, dtype: torch.dtype) -> Tensor:
+    return torch.zeros(0, dtype=dtype) if reduction == "none" else torch.zeros((), dtype=dtype)
+
+
+def label_of(fn: object, name: str | None) -> str:
+    return name or str(getattr(fn, "__name__", type(fn).__name__))
