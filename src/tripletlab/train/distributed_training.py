@@ -111,10 +111,31 @@ class DistributedTrainer(Trainer):
             return None
         return save_checkpoint(self.checkpoint_dir / name, state)
 
-    def fit(self, inputs: Tensor, labels: Tensor, *, p: int, k: int, sampler: Any = None, **kwargs):  # type: ignore[override]
+    def fit(
+        self,
+        inputs: Tensor,
+        labels: Tensor,
+        *,
+        epochs: int,
+        p: int,
+        k: int,
+        steps_per_epoch: int | None = None,
+        resume_from: str | Path | None = None,
+        sampler: Any = None,
+    ) -> list[dict[str, Any]]:
+        """:meth:`Trainer.fit` with a :class:`DistributedPKSampler` (disjoint batches per rank)."""
         if sampler is None:
             sampler = DistributedPKSampler(labels.cpu(), p=p, k=k, seed=self.seed)
-        history = super().fit(inputs, labels, p=p, k=k, sampler=sampler, **kwargs)
+        history = super().fit(
+            inputs,
+            labels,
+            epochs=epochs,
+            p=p,
+            k=k,
+            steps_per_epoch=steps_per_epoch,
+            resume_from=resume_from,
+            sampler=sampler,
+        )
         tdist.barrier()  # rank 0 has written final.pt before anyone moves on
         return history
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ from torch import Tensor
 
 from tripletlab.errors import InvalidArgumentError
 from tripletlab.evaluate.knn import KNNBackend, TorchKNN, iter_knn
-from tripletlab.functional.distances import METRICS, row_distance
+from tripletlab.functional.distances import METRICS, Metric, row_distance
 from tripletlab.functional.triplet import triplet_margin_loss
 from tripletlab.nn.loss_base import BatchLoss
 from tripletlab.train.trainer import Trainer
@@ -277,7 +277,9 @@ class OfflineMiner:
         self.backend = backend
         self.chunk_size = _positive_int(chunk_size, "chunk_size")
 
-    def mine(self, embeddings: Tensor, labels: Tensor, seed: int = 0) -> tuple[Tensor, ...]:
+    def mine(
+        self, embeddings: Tensor, labels: Tensor, seed: int = 0
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """``(a, p, n)`` index tensors for these embeddings."""
         return mine_offline_triplets(
             embeddings,
@@ -315,7 +317,8 @@ class TripletBatches:
     ) -> None:
         self.triplets = torch.stack([t.cpu() for t in triplets], 1)
         self.batch_triplets = _positive_int(batch_triplets, "batch_triplets")
-        self.margin, self.metric = margin, metric
+        self.margin = margin
+        self.metric: Metric = check_choice(metric, "metric", get_args(Metric))
         gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
         self.order = torch.randperm(len(self.triplets), generator=gen)
         self._local: Tensor | None = None
@@ -345,7 +348,7 @@ class TripletBatches:
             embeddings[local[:, 1]],
             embeddings[local[:, 2]],
             margin=self.margin,
-            metric=self.metric,  # type: ignore[arg-type]
+            metric=self.metric,
             reduction="none",
         )
         mean = value.mean() if value.numel() else embeddings.sum() * 0
@@ -419,7 +422,15 @@ class OfflineMiningTrainer(Trainer):
             return epoch % 2 == 1
         return self.schedule == "offline"
 
-    def _run_epoch(self, inputs, labels, sampler, steps_per_epoch, show, epochs):  # type: ignore[override]
+    def _run_epoch(
+        self,
+        inputs: Tensor,
+        labels: Tensor,
+        sampler: Any,
+        steps_per_epoch: int | None,
+        show: bool,
+        epochs: int,
+    ) -> dict[str, Any]:
         upcoming = self.epoch + 1
         if not self.is_offline_epoch(upcoming):
             return super()._run_epoch(inputs, labels, sampler, steps_per_epoch, show, epochs)
