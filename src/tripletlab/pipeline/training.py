@@ -257,6 +257,7 @@ def write_outputs(
         class_names=data.class_names,
         verification=test.verification,
         baseline_verification=test.baseline_verification,
+        steps=run.read_steps(),
     )
 
 

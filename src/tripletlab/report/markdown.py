@@ -98,28 +98,30 @@ def write_report(
     class_names: Sequence[str] | None = None,
     verification: Mapping[str, Any] | None = None,
     baseline_verification: Mapping[str, Any] | None = None,
+    steps: Sequence[Mapping[str, Any]] | None = None,
 ) -> Path:
     """Draw the figures and write ``run_dir/report.md``; returns its path.
 
     Args:
-        run_dir: the run directory (holds ``steps.jsonl``).
-        cfg: the :class:`~tripletlab.train.config.RunConfig` of the run.
+        run_dir: the folder the report and its figures are written to.
+        cfg: the :class:`~tripletlab.pipeline.config.RunConfig` of the run.
         summary: what goes into ``metrics.json`` (``test``, ``baseline``, sizes, timings).
         history: epoch records.
         embeddings, labels: the test split's embeddings (N, D) and labels (N,).
         class_names: names for the legend.
         verification, baseline_verification: ROC results (``fpr``, ``tpr``, ``auc`` …).
+        steps: the step records (default: read from ``run_dir/steps.jsonl``).
     """
     run_dir = Path(run_dir)
     figures: list[tuple[str, str]] = []
-    steps = read_jsonl(run_dir / "steps.jsonl")
+    step_records = list(steps) if steps is not None else read_jsonl(run_dir / "steps.jsonl")
     averaged = {
         "mean_active": "mean over active triplets/pairs",
         "mean": "mean over all valid triplets/pairs",
         "sum": "sum",
     }.get(cfg.loss.reduction, cfg.loss.reduction)
     plots.plot_training(
-        steps, list(history), run_dir / "training.png", f"training loss ({averaged})"
+        step_records, list(history), run_dir / "training.png", f"training loss ({averaged})"
     )
     figures.append(("Training: loss, triplet types, validation metrics", "training.png"))
     plots.plot_embedding(
