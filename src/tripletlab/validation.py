@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterable
 from typing import TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -32,6 +33,7 @@ __all__ = [
     "check_labels",
     "check_nonnegative",
     "check_positive",
+    "check_positive_int",
     "check_same_shape",
     "check_smoothing",
     "compute_dtype",
@@ -71,6 +73,13 @@ def check_positive(value: object, name: str) -> float:
     if number == 0:
         raise InvalidArgumentError(f"{name} must be > 0; got {number!r}")
     return number
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """An integer ≥ 1 (a count, a batch size); numpy integers accepted, bools refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidArgumentError(f"{name} must be a positive int; got {value!r}")
+    return int(value)
 
 
 def check_smoothing(smoothing: object) -> float | None:

@@ -31,25 +31,21 @@ selection, semi-hard negatives); Hermans et al. 2017 (the case for online batch-
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from tripletlab.errors import InvalidArgumentError
 from tripletlab.evaluate.knn import KNNBackend, TorchKNN, iter_knn
-from tripletlab.functional.distances import METRICS, Metric, row_distance
-from tripletlab.functional.triplet import triplet_margin_loss
-from tripletlab.nn.loss_base import BatchLoss
+from tripletlab.functional.distances import METRICS, row_distance
+from tripletlab.train.mined_batches import MinedTripletLoss, TripletBatches
 from tripletlab.train.trainer import Trainer
 from tripletlab.validation import (
     check_choice,
     check_embeddings,
     check_labels,
     check_nonnegative,
+    check_positive_int,
 )
 
 STRATEGIES: tuple[str, ...] = ("hard", "semi_hard", "all")
@@ -63,12 +59,6 @@ __all__ = [
     "TripletBatches",
     "mine_offline_triplets",
 ]
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InvalidArgumentError(f"{name} must be a positive int; got {value!r}")
-    return int(value)
 
 
 class _ClassIndex:
@@ -146,10 +136,10 @@ def mine_offline_triplets(
     check_choice(strategy, "strategy", STRATEGIES)
     check_choice(metric, "metric", METRICS)
     margin = check_nonnegative(margin, "margin")
-    budget = _positive_int(triplets_per_anchor, "triplets_per_anchor")
-    n_pos = _positive_int(positives_per_anchor, "positives_per_anchor")
-    n_cand = _positive_int(candidates, "candidates")
-    chunk_size = _positive_int(chunk_size, "chunk_size")
+    budget = check_positive_int(triplets_per_anchor, "triplets_per_anchor")
+    n_pos = check_positive_int(positives_per_anchor, "positives_per_anchor")
+    n_cand = check_positive_int(candidates, "candidates")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
     embeddings = check_embeddings(embeddings, "embeddings").detach()
     labels = check_labels(labels, len(embeddings)).detach().to(embeddings.device).long()
     n = len(embeddings)
@@ -271,11 +261,11 @@ class OfflineMiner:
         self.strategy = check_choice(strategy, "strategy", STRATEGIES)
         self.margin = check_nonnegative(margin, "margin")
         self.metric = check_choice(metric, "metric", METRICS)
-        self.triplets_per_anchor = _positive_int(triplets_per_anchor, "triplets_per_anchor")
-        self.positives_per_anchor = _positive_int(positives_per_anchor, "positives_per_anchor")
-        self.candidates = _positive_int(candidates, "candidates")
+        self.triplets_per_anchor = check_positive_int(triplets_per_anchor, "triplets_per_anchor")
+        self.positives_per_anchor = check_positive_int(positives_per_anchor, "positives_per_anchor")
+        self.candidates = check_positive_int(candidates, "candidates")
         self.backend = backend
-        self.chunk_size = _positive_int(chunk_size, "chunk_size")
+        self.chunk_size = check_positive_int(chunk_size, "chunk_size")
 
     def mine(
         self, embeddings: Tensor, labels: Tensor, seed: int = 0
@@ -294,93 +284,6 @@ class OfflineMiner:
             chunk_size=self.chunk_size,
             seed=seed,
         )
-
-
-class TripletBatches:
-    """Batches of mined triplets for the trainer: a batch sampler and its loss in one.
-
-    Iterating yields, per step, the *unique* dataset indices of ``batch_triplets`` triplets
-    (each sample embedded once per step); :meth:`loss` is then the triplet margin loss of those
-    triplets, given the embeddings of that index list. The triplet order is shuffled with
-    ``(seed, epoch)``.
-    """
-
-    def __init__(
-        self,
-        triplets: tuple[Tensor, Tensor, Tensor],
-        batch_triplets: int,
-        *,
-        margin: float,
-        metric: str,
-        seed: int,
-        epoch: int,
-    ) -> None:
-        self.triplets = torch.stack([t.cpu() for t in triplets], 1)
-        self.batch_triplets = _positive_int(batch_triplets, "batch_triplets")
-        self.margin = margin
-        self.metric: Metric = check_choice(metric, "metric", get_args(Metric))
-        gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
-        self.order = torch.randperm(len(self.triplets), generator=gen)
-        self._local: Tensor | None = None
-
-    def set_epoch(self, epoch: int) -> None:
-        """The batches are mined for one epoch; nothing to do."""
-
-    def __len__(self) -> int:
-        return -(-len(self.triplets) // self.batch_triplets)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for start in range(0, len(self.triplets), self.batch_triplets):
-            chunk = self.triplets[self.order[start : start + self.batch_triplets]]
-            unique, local = torch.unique(chunk, return_inverse=True)
-            self._local = local  # (T, 3) positions in the yielded index list
-            yield unique.tolist()
-
-    def loss(
-        self, embeddings: Tensor, labels: Tensor, return_stats: bool = False
-    ) -> Tensor | tuple[Tensor, MinedTripletStats]:
-        """Triplet margin loss (mean) of the current batch's triplets."""
-        if self._local is None:
-            raise RuntimeError("TripletBatches.loss is called for the batch just yielded")
-        local = self._local.to(embeddings.device)
-        value = triplet_margin_loss(
-            embeddings[local[:, 0]],
-            embeddings[local[:, 1]],
-            embeddings[local[:, 2]],
-            margin=self.margin,
-            metric=self.metric,
-            reduction="none",
-        )
-        mean = value.mean() if value.numel() else embeddings.sum() * 0
-        if not return_stats:
-            return mean
-        active = (value.detach() > 0).float().mean() if value.numel() else mean.detach()
-        return mean, MinedTripletStats(active, torch.tensor(float(len(local))))
-
-
-@dataclass(frozen=True)
-class MinedTripletStats:
-    """Statistics of one step on offline-mined triplets (0-dim tensors)."""
-
-    active_fraction: Tensor
-    triplets: Tensor
-
-    def as_dict(self) -> dict[str, float]:
-        """Both fields as Python floats."""
-        return {"active_fraction": float(self.active_fraction), "triplets": float(self.triplets)}
-
-
-class MinedTripletLoss(BatchLoss):
-    """The loss protocol over :meth:`TripletBatches.loss` (the batch just yielded)."""
-
-    def __init__(self, batches: TripletBatches) -> None:
-        super().__init__()
-        self.batches = batches
-
-    def forward(
-        self, embeddings: Tensor, labels: Tensor, return_stats: bool = False
-    ) -> Tensor | tuple[Tensor, MinedTripletStats]:
-        return self.batches.loss(embeddings, labels, return_stats=return_stats)
 
 
 class OfflineMiningTrainer(Trainer):
@@ -413,8 +316,8 @@ class OfflineMiningTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.miner = miner or OfflineMiner()
         self.schedule = check_choice(schedule, "schedule", SCHEDULES)
-        self.batch_triplets = _positive_int(batch_triplets, "batch_triplets")
-        self.embed_batch_size = _positive_int(embed_batch_size, "embed_batch_size")
+        self.batch_triplets = check_positive_int(batch_triplets, "batch_triplets")
+        self.embed_batch_size = check_positive_int(embed_batch_size, "embed_batch_size")
 
     def is_offline_epoch(self, epoch: int) -> bool:
         """Whether (1-based) ``epoch`` trains on offline-mined triplets."""
