@@ -183,10 +183,16 @@ def per_query_scores(
     check_eligible = bool((eligible[query_ids] < k_search).any())
     knn_k = min(knn_k, k_search)
 
+    exact_engine = hasattr(knn, "map_chunks")  # never returns missing (−1) neighbours
+
     def score(start: int, found: KNNResult) -> dict[str, Tensor]:
         ids = query_ids[start : start + len(found.indices)]
+        indices = found.indices.to(labels.device)
+        neighbours = compact_refs[indices.clamp_min(0)]
+        if not exact_engine:  # approximate indexes mark missing neighbours with −1
+            neighbours.masked_fill_(indices < 0, -1)
         return _chunk_scores(
-            compact_refs[found.indices.to(labels.device)],
+            neighbours,
             compact_queries[ids],
             relevant[ids],
             eligible[ids] if check_eligible else None,
@@ -196,7 +202,7 @@ def per_query_scores(
 
     sub_mask = _subset_mask(mask_fn, query_ids) if subset and mask_fn is not None else mask_fn
     rows = max(1, memory_budget_bytes // (16 * len(references) + 48 * k_search))
-    if hasattr(knn, "map_chunks"):
+    if exact_engine:
         chunks = knn.map_chunks(
             chunk_queries,
             k_search,
