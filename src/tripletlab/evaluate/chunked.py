@@ -92,7 +92,7 @@ class ReferenceSet:
         """(Q, N) distances used for ranking (squared euclidean for both euclidean metrics),
         written into ``out``; may hold tiny negative values from rounding."""
         ones = torch.ones(len(queries), 1, dtype=queries.dtype, device=queries.device)
-        if self.metric == "cosine":
+        if self.center is None:  # cosine
             q = torch.nn.functional.normalize(queries, dim=1, eps=_COSINE_EPS)
             q = torch.cat([q, ones], dim=1)
         else:
@@ -158,7 +158,7 @@ def search_chunk(plan: ChunkPlan, start: int, scratch: _Scratch) -> tuple[Tensor
             )
     if not plan.use_keys:
         dist, idx = smallest_k_by_sort(block, plan.k)
-    elif plan.device.type == "cpu":
+    elif scratch.top is not None:  # CPU
         top = smallest_k_keys_cpu(block, plan.k, scratch.sample, scratch.top)
         dist, idx = split_keys(torch.from_numpy(top.copy()))
     else:

@@ -203,7 +203,7 @@ def per_query_scores(
     sub_mask = _subset_mask(mask_fn, query_ids) if subset and mask_fn is not None else mask_fn
     rows = max(1, memory_budget_bytes // (16 * len(references) + 48 * k_search))
     if exact_engine:
-        chunks = knn.map_chunks(
+        chunks = knn.map_chunks(  # type: ignore[attr-defined]
             chunk_queries,
             k_search,
             references,
