@@ -213,7 +213,13 @@ def main() -> None:
             if repeat and case not in REPEATED:
                 continue
             runs.setdefault(case, []).append(run_case(case, args.threads))
-            print(f"  {case}: {runs[case][-1]['seconds']:.2f} s", file=sys.stderr)
+            print(f"  {case}: {runs[case][-1]['seconds']:.2f} s", file=sys.stderr, flush=True)
+            write_summary(runs, args)  # after every case: a cut-off run keeps what it did
+    print(table(write_summary(runs, args)))
+
+
+def write_summary(runs: dict[str, list[dict]], args: argparse.Namespace) -> dict:
+    """The best run of each case, the 10k comparison, written to ``results/<args.out>``."""
     best = {case: min(results, key=lambda r: r["seconds"]) for case, results in runs.items()}
     summary: dict = {
         "machine": {
@@ -236,7 +242,7 @@ def main() -> None:
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / args.out).write_text(json.dumps(summary, indent=2) + "\n")
-    print(table(summary))
+    return summary
 
 
 def table(summary: dict) -> str:
