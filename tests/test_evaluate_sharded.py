@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from tripletlab.evaluate import retrieval_metrics
+from tripletlab.evaluate import evaluate_embeddings, retrieval_metrics
 from tripletlab.evaluate.sharded import shard_range, sharded_retrieval_metrics
 
 WORLD = 2
@@ -55,6 +55,9 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
                 metric="cosine",
                 ks=KS,
             ),
+            "evaluate_embeddings": evaluate_embeddings(
+                mine(x), mine(y), ks=KS, sharded=True, verification=False, n_pairs=50
+            ),
         }
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(found))
     finally:
@@ -68,6 +71,7 @@ def _single_process() -> dict:
         "gallery": retrieval_metrics(
             x[150:], y[150:], references=x[:150], reference_labels=y[:150], metric="cosine", ks=KS
         ),
+        "evaluate_embeddings": evaluate_embeddings(x, y, ks=KS, verification=False, n_pairs=50),
     }
 
 
