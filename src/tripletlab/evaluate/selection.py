@@ -46,7 +46,7 @@ def threshold_sample(n_columns: int, k: int, seed: int = 0) -> tuple[np.ndarray,
     Example:
         >>> columns, rank = threshold_sample(70_000, 7_000)
         >>> len(columns), rank
-        (2048, 280)
+        (2048, 278)
         >>> threshold_sample(100, 60) is None
         True
     """
