@@ -69,7 +69,14 @@ def test_ivf_gap_is_measured_on_a_sample_against_all_references():
 def test_evaluate_embeddings_reports_the_gap_of_an_approximate_method():
     x, y = _clustered(800, 16, seed=2)
     found = evaluate_embeddings(
-        x, y, ks=(1,), method="ivf", gap_queries=200, verification=False, clustering=False
+        x,
+        y,
+        ks=(1,),
+        method="ivf",
+        knn_options={"nlist": 16, "nprobe": 2},
+        gap_queries=200,
+        verification=False,
+        clustering=False,
     )
     assert found["approximation_gap_queries"] == 200
     assert "map_at_r_approximation_gap" in found and "precision_at_1_approximation_gap" in found
@@ -78,3 +85,5 @@ def test_evaluate_embeddings_reports_the_gap_of_an_approximate_method():
     assert exact["map_at_r"] == retrieval_metrics(x, y, ks=(1,))["map_at_r"]
     with pytest.raises(ValueError, match="either knn or method"):
         evaluate_embeddings(x, y, knn=TorchKNN(), method="ivf")
+    with pytest.raises(ValueError, match="need a faiss method"):
+        evaluate_embeddings(x, y, knn_options={"nprobe": 2})

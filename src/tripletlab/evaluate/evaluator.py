@@ -44,6 +44,7 @@ def evaluate_embeddings(
     return_curve: bool = False,
     method: str = "exact",
     threads: int | None = None,
+    knn_options: dict[str, Any] | None = None,
     gap_queries: int | None = None,
     sharded: bool = False,
 ) -> dict[str, Any]:
@@ -71,6 +72,8 @@ def evaluate_embeddings(
             (:func:`~tripletlab.evaluate.approximate.make_knn_backend`); giving both
             ``knn`` and a non-default ``method`` or ``threads`` is an error.
         threads: CPU threads of the kNN search (default: torch's thread count).
+        knn_options: faiss parameters of an approximate ``method`` (``nlist``,
+            ``nprobe``, ``hnsw_m``, ``ef_construction``, ``ef_search``, …).
         gap_queries: with an approximate backend, also measure each retrieval metric's
             exact-vs-approximate gap on this many sampled queries against all references
             (keys ``{name}_approximation_gap`` and ``approximation_gap_queries``); None:
@@ -93,10 +96,12 @@ def evaluate_embeddings(
         (1.0, 1.0, 1.0)
     """
     embeddings = embeddings.detach()
-    if knn is not None and (method != "exact" or threads is not None):
-        raise ValueError("give either knn or method/threads, not both")
+    if knn is not None and (method != "exact" or threads is not None or knn_options):
+        raise ValueError("give either knn or method/threads/knn_options, not both")
     if knn is None:
-        knn = make_knn_backend(method, memory_budget_bytes=memory_budget_bytes, threads=threads)
+        knn = make_knn_backend(
+            method, memory_budget_bytes=memory_budget_bytes, threads=threads, **(knn_options or {})
+        )
     if gap_queries is not None and (references is not None or sharded):
         raise ValueError("gap_queries works with leave-one-out on one process only")
     retrieval = sharded_retrieval_metrics if sharded else retrieval_metrics
