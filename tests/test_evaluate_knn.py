@@ -237,3 +237,20 @@ def test_mask_fn_with_a_wrong_shape_is_named():
         TorchKNN().search(
             torch.randn(3, 2), 1, torch.randn(4, 2), mask_fn=lambda s, e: torch.ones(1)
         )
+
+
+def test_an_error_in_fn_or_an_early_stop_leaves_no_thread_setting_behind():
+    x, refs = _data(60, 80, 3, seed=12)
+    before = torch.get_num_threads()
+
+    def failing(start: int, result: KNNResult) -> None:
+        if start >= 20:
+            raise RuntimeError("boom in chunk")
+
+    with pytest.raises(RuntimeError, match="boom in chunk"):
+        list(TorchKNN(threads=2).map_chunks(x, 3, refs, fn=failing, rows=10))
+    assert torch.get_num_threads() == before
+    chunks = TorchKNN(threads=2).iter_search(x, 3, refs, rows=10)
+    next(chunks)
+    chunks.close()  # the consumer stops early: pending chunks are cancelled
+    assert torch.get_num_threads() == before
