@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from retrieval_reference import naive_knn
+from retrieval_reference import naive_distances, naive_knn
 from tripletlab.evaluate import KNNBackend, KNNResult, TorchKNN, iter_knn
 
 METRICS = ("sqeuclidean", "euclidean", "cosine")
@@ -138,10 +138,19 @@ def test_bad_inputs_are_named():
         TorchKNN(memory_budget_bytes=0)
 
 
+def _cpu_keys(block: torch.Tensor, k: int, sample=None) -> torch.Tensor:
+    import numpy as np
+
+    from tripletlab.evaluate.selection import smallest_k_keys_cpu
+
+    out = np.empty((len(block), k), dtype=np.int64)
+    return torch.from_numpy(smallest_k_keys_cpu(block, k, sample, out).copy())
+
+
 def test_torch_topk_key_path_equals_the_numpy_path():
     # The CUDA path (torch.topk on int64 keys) checked on CPU against the numpy path,
     # including negative rounding noise, −0.0, +inf (an excluded entry) and duplicates.
-    from tripletlab.evaluate.knn import _smallest_k_numpy, _smallest_k_torch
+    from tripletlab.evaluate.selection import smallest_k_keys_torch
 
     g = torch.Generator().manual_seed(7)
     block = torch.rand(13, 50, generator=g)
@@ -149,23 +158,99 @@ def test_torch_topk_key_path_equals_the_numpy_path():
     block[0, :3] = torch.tensor([-1e-7, -0.0, float("inf")])
     keys = torch.empty(13, 50, dtype=torch.int64)
     for k in (1, 7, 50):
-        expected = _smallest_k_numpy(block.clone(), k)
-        assert torch.equal(_smallest_k_torch(block.clone(), k, keys), expected)
-    top = _smallest_k_numpy(block, 3)
+        expected = _cpu_keys(block.clone(), k)
+        assert torch.equal(smallest_k_keys_torch(block.clone(), k, keys), expected)
+    top = _cpu_keys(block, 3)
     assert (top[0] & (2**31 - 1)).tolist()[:2] == [0, 1]  # −1e-7 and −0.0 count as +0.0
 
 
-@pytest.mark.parametrize("policy", ["", "passive"])
-def test_selection_threads_follow_the_omp_wait_policy_and_agree(monkeypatch, policy):
-    from tripletlab.evaluate.knn import _smallest_k_numpy, selection_threads
+@pytest.mark.parametrize("k", [1, 40, 300, 2000])
+def test_sampled_threshold_selection_equals_full_selection(k):
+    # Rows with a sampled threshold (the fast path), rows whose estimate is too low
+    # (the fallback: all entries below the sample made tiny), ties and zeros.
+    from tripletlab.evaluate.selection import threshold_sample
 
-    monkeypatch.setenv("OMP_WAIT_POLICY", policy)
-    assert selection_threads() == (torch.get_num_threads() if policy else 1)
-    x, refs = _data(30, 200, 4, seed=8)
-    found = TorchKNN().search(x, 17, refs)
-    assert torch.equal(found.indices, naive_knn(x, refs, 17, "sqeuclidean")[1])
-    block = torch.rand(21, 64, generator=torch.Generator().manual_seed(1))
-    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
-    threaded = _smallest_k_numpy(block, 9)
-    monkeypatch.setenv("OMP_WAIT_POLICY", "")
-    assert torch.equal(_smallest_k_numpy(block, 9), threaded)
+    g = torch.Generator().manual_seed(9)
+    block = torch.rand(6, 5000, generator=g)
+    block[1, 100:200] = block[1, 50]  # many exact ties
+    block[2, :] = 0.0  # all zero: keys order by index alone
+    sample = threshold_sample(5000, k)
+    assert sample is not None
+    columns, _ = sample
+    unsampled = torch.ones(5000, dtype=torch.bool)
+    unsampled[torch.from_numpy(columns)] = False
+    block[3, unsampled] = block[3, unsampled] * 1e-3  # estimate far too high: still exact
+    block[4, ~unsampled] = block[4, ~unsampled] * 1e-3  # estimate too low: fallback
+    expected = _cpu_keys(block.clone(), k)
+    assert torch.equal(_cpu_keys(block.clone(), k, sample), expected)
+    values = block.clamp_min(0)
+    order = torch.from_numpy(
+        __import__("numpy").lexsort((torch.arange(5000).expand(6, -1).numpy(), values.numpy()))
+    )
+    assert torch.equal(expected & (2**31 - 1), order[:, :k])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_results_do_not_depend_on_threads_or_chunking_and_threads_are_restored(threads):
+    x, refs = _data(70, 3000, 4, seed=8)
+    before = torch.get_num_threads()
+    expected = naive_knn(x, refs, 200, "sqeuclidean")[1]
+    for rows in (None, 1, 9):
+        found = TorchKNN(threads=threads).search(x, 200, refs) if rows is None else None
+        if rows is not None:
+            parts = TorchKNN(threads=threads).iter_search(x, 200, refs, rows=rows)
+            found = KNNResult(*map(torch.cat, zip(*[tuple(p) for _, p in parts], strict=True)))
+        assert torch.equal(found.indices, expected)
+    assert torch.get_num_threads() == before
+
+
+def test_map_chunks_runs_fn_per_chunk_in_order():
+    x, refs = _data(50, 60, 3, seed=10)
+    knn = TorchKNN(threads=2)
+    out = list(knn.map_chunks(x, 4, refs, fn=lambda s, r: (s, r.indices[:, 0]), rows=7))
+    assert [start for start, _ in out] == list(range(0, 50, 7))
+    assert all(start == inner for start, (inner, _) in out)
+    firsts = torch.cat([first for _, (_, first) in out])
+    assert torch.equal(firsts, naive_knn(x, refs, 1, "sqeuclidean")[1][:, 0])
+
+
+def test_mask_fn_excludes_per_query_and_puts_masked_entries_last():
+    x, refs = _data(12, 20, 3, seed=11)
+    groups = torch.arange(20) % 4
+    query_groups = torch.arange(12) % 4
+
+    def mask_fn(start: int, stop: int) -> torch.Tensor:
+        return query_groups[start:stop, None] == groups[None, :]
+
+    found = TorchKNN(threads=2).search(x, 20, refs, mask_fn=mask_fn)
+    eligible = 15
+    assert not (groups[found.indices[:, :eligible]] == query_groups[:, None]).any()
+    assert torch.isinf(found.distances[:, eligible:]).all()
+    distances = naive_distances(x, refs, "sqeuclidean")
+    distances[mask_fn(0, 12)] = float("inf")
+    expected = torch.sort(distances, dim=1, stable=True).indices[:, :eligible]
+    assert torch.equal(found.indices[:, :eligible], expected)
+
+
+def test_mask_fn_with_a_wrong_shape_is_named():
+    with pytest.raises(ValueError, match="mask_fn must return a bool tensor"):
+        TorchKNN().search(
+            torch.randn(3, 2), 1, torch.randn(4, 2), mask_fn=lambda s, e: torch.ones(1)
+        )
+
+
+def test_an_error_in_fn_or_an_early_stop_leaves_no_thread_setting_behind():
+    x, refs = _data(60, 80, 3, seed=12)
+    before = torch.get_num_threads()
+
+    def failing(start: int, result: KNNResult) -> None:
+        if start >= 20:
+            raise RuntimeError("boom in chunk")
+
+    with pytest.raises(RuntimeError, match="boom in chunk"):
+        list(TorchKNN(threads=2).map_chunks(x, 3, refs, fn=failing, rows=10))
+    assert torch.get_num_threads() == before
+    chunks = TorchKNN(threads=2).iter_search(x, 3, refs, rows=10)
+    next(chunks)
+    chunks.close()  # the consumer stops early: pending chunks are cancelled
+    assert torch.get_num_threads() == before

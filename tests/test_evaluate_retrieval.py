@@ -153,3 +153,79 @@ def test_average_precision_paths_agree():
     assert torch.equal(hits, hits_t)
     torch.testing.assert_close(ap, ap_t, rtol=1e-14, atol=1e-14)
     assert hits[3] == 0 and ap[3] == 0 and hits[4] == 40 and ap[4] == 40
+
+
+def test_mask_fn_removes_references_per_query_like_a_smaller_gallery():
+    # A re-id-like protocol: query q must not see gallery items of its own "camera".
+    x, y = _clustered(90, 4, 3, 1.0, seed=12)
+    queries, q_labels, refs, r_labels = x[:30].double(), y[:30], x[30:].double(), y[30:]
+    q_cam, r_cam = torch.arange(30) % 3, torch.arange(60) % 3
+
+    def mask_fn(start: int, stop: int) -> torch.Tensor:
+        return (q_cam[start:stop, None] == r_cam[None, :]) & (
+            q_labels[start:stop, None] == r_labels[None, :]
+        )
+
+    ks = (1, 3, 50)  # 50 > some queries' eligible counts: clamped per query
+    found = retrieval_metrics(
+        queries,
+        q_labels,
+        references=refs,
+        reference_labels=r_labels,
+        ks=ks,
+        knn_k=3,
+        mask_fn=mask_fn,
+    )
+    totals: dict[str, float] = {}
+    n = 0
+    for q in range(30):
+        keep = ~mask_fn(q, q + 1)[0]
+        one = naive_retrieval(
+            queries[q : q + 1],
+            q_labels[q : q + 1],
+            ks=ks,
+            knn_k=3,
+            references=refs[keep],
+            reference_labels=r_labels[keep],
+        )
+        if one["n_queries"]:
+            n += 1
+            for name, value in one.items():
+                if not name.startswith("n_"):
+                    totals[name] = totals.get(name, 0.0) + value
+    expected = {name: value / n for name, value in totals.items()}
+    expected.update(n_queries=n, n_lone_queries=30 - n)
+    _assert_same(found, expected)
+
+
+def test_mask_fn_and_leave_one_out_together():
+    x, y = _clustered(60, 3, 3, 1.0, seed=13)
+    x = x.double()
+    groups = torch.arange(60) % 5
+
+    def mask_fn(start: int, stop: int) -> torch.Tensor:
+        return groups[start:stop, None] == groups[None, :]  # includes the query itself
+
+    found = retrieval_metrics(x, y, ks=(1, 2), mask_fn=mask_fn)
+    totals: dict[str, float] = {}
+    n = 0
+    for q in range(60):
+        keep = groups != groups[q]
+        one = naive_retrieval(
+            x[q : q + 1], y[q : q + 1], ks=(1, 2), references=x[keep], reference_labels=y[keep]
+        )
+        if one["n_queries"]:
+            n += 1
+            for name, value in one.items():
+                if not name.startswith("n_"):
+                    totals[name] = totals.get(name, 0.0) + value
+    assert found["n_queries"] == n
+    for name, value in totals.items():
+        assert found[name] == pytest.approx(value / n, abs=1e-12), name
+
+
+def test_threads_do_not_change_the_numbers():
+    x, y = _clustered(400, 6, 5, 1.5, seed=14)
+    one = retrieval_metrics(x, y, knn=TorchKNN(threads=1))
+    assert retrieval_metrics(x, y, knn=TorchKNN(threads=2)) == one
+    assert retrieval_metrics(x, y, knn=TorchKNN(threads=3, memory_budget_bytes=40_000)) == one

@@ -15,9 +15,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from tripletlab.distributed import all_gather_no_grad
+from tripletlab.evaluate.approximate import approximation_gap, make_knn_backend
 from tripletlab.evaluate.clustering import clustering_metrics
 from tripletlab.evaluate.knn import DEFAULT_MEMORY_BUDGET, KNNBackend
 from tripletlab.evaluate.retrieval import retrieval_metrics
+from tripletlab.evaluate.sharded import sharded_retrieval_metrics
 from tripletlab.evaluate.verification import evaluate_verification
 
 _CURVE_KEYS = ("fpr", "tpr", "thresholds")
@@ -39,6 +42,11 @@ def evaluate_embeddings(
     seed: int = 0,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
     return_curve: bool = False,
+    method: str = "exact",
+    threads: int | None = None,
+    knn_options: dict[str, Any] | None = None,
+    gap_queries: int | None = None,
+    sharded: bool = False,
 ) -> dict[str, Any]:
     """All metrics of an embedding as one flat dict.
 
@@ -48,7 +56,8 @@ def evaluate_embeddings(
         metric: ``"sqeuclidean"`` (default), ``"euclidean"`` or ``"cosine"``.
         ks: the k of recall@k.
         knn_k: neighbours voting in kNN classification.
-        knn: kNN backend; default exact :class:`~tripletlab.evaluate.knn.TorchKNN`.
+        knn: kNN backend; default ``make_knn_backend(method, ...)`` (exact
+            :class:`~tripletlab.evaluate.knn.TorchKNN` unless ``method`` says otherwise).
         references, reference_labels: optional separate gallery for retrieval (default:
             leave-one-out among ``embeddings``).
         verification: add ``verification_auc``, ``verification_accuracy``,
@@ -56,9 +65,23 @@ def evaluate_embeddings(
         clustering: add ``nmi`` and ``ami`` (k-means, one cluster per class).
         n_pairs: positive and negative verification pairs each.
         seed: seed of k-means and of the verification pairs.
-        memory_budget_bytes: working memory of one kNN query chunk.
+        memory_budget_bytes: working memory of the exact engine's distance blocks.
         return_curve: also return the ROC under ``"roc"`` (``fpr``, ``tpr``, ``thresholds``
             lists) — the only non-scalar entry.
+        method: ``"exact"`` (default), ``"flat"``, ``"ivf"`` or ``"hnsw"``
+            (:func:`~tripletlab.evaluate.approximate.make_knn_backend`); giving both
+            ``knn`` and a non-default ``method`` or ``threads`` is an error.
+        threads: CPU threads of the kNN search (default: torch's thread count).
+        knn_options: faiss parameters of an approximate ``method`` (``nlist``,
+            ``nprobe``, ``hnsw_m``, ``ef_construction``, ``ef_search``, …).
+        gap_queries: with an approximate backend, also measure each retrieval metric's
+            exact-vs-approximate gap on this many sampled queries against all references
+            (keys ``{name}_approximation_gap`` and ``approximation_gap_queries``); None:
+            not measured. Not with ``references`` or ``sharded``.
+        sharded: ``embeddings``/``labels`` are this rank's shard of a set split over the
+            ``torch.distributed`` ranks (in rank order): retrieval is computed with the
+            queries split (:mod:`tripletlab.evaluate.sharded`), clustering and
+            verification on the gathered set; every rank returns the same dict.
 
     Returns:
         dict of floats/ints: the keys of
@@ -73,8 +96,17 @@ def evaluate_embeddings(
         (1.0, 1.0, 1.0)
     """
     embeddings = embeddings.detach()
+    if knn is not None and (method != "exact" or threads is not None or knn_options):
+        raise ValueError("give either knn or method/threads/knn_options, not both")
+    if knn is None:
+        knn = make_knn_backend(
+            method, memory_budget_bytes=memory_budget_bytes, threads=threads, **(knn_options or {})
+        )
+    if gap_queries is not None and (references is not None or sharded):
+        raise ValueError("gap_queries works with leave-one-out on one process only")
+    retrieval = sharded_retrieval_metrics if sharded else retrieval_metrics
     result: dict[str, Any] = dict(
-        retrieval_metrics(
+        retrieval(
             embeddings,
             labels,
             references=references,
@@ -86,6 +118,22 @@ def evaluate_embeddings(
             memory_budget_bytes=memory_budget_bytes,
         )
     )
+    if gap_queries is not None and not getattr(knn, "exact", True):
+        gap = approximation_gap(
+            embeddings,
+            labels,
+            knn,
+            n_queries=gap_queries,
+            seed=seed,
+            metric=metric,
+            ks=ks,
+            knn_k=knn_k,
+            memory_budget_bytes=memory_budget_bytes,
+        )
+        result.update({f"{name}_approximation_gap": value for name, value in gap["gap"].items()})
+        result["approximation_gap_queries"] = gap["n_sampled"]
+    if sharded:  # clustering and verification see the whole set on every rank
+        embeddings, labels = all_gather_no_grad(embeddings), all_gather_no_grad(labels)
     if clustering:
         result.update(clustering_metrics(embeddings, labels, seed=seed))
     if verification:

@@ -22,21 +22,19 @@ Conventions every backend follows:
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple, Protocol, runtime_checkable
+from collections.abc import Callable, Iterator
+from typing import NamedTuple, Protocol, TypeVar, runtime_checkable
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from tripletlab.evaluate.chunked import ChunkPlan, MaskFn, ReferenceSet, map_chunks
 from tripletlab.functional.distances import METRICS
 from tripletlab.validation import check_choice, check_embeddings, compute_dtype
 
-DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes of working memory for one distance block
-_INDEX_BITS = 31  # non-negative float32 bit patterns fit in 31 bits; indices take the other 31
-_COSINE_EPS = 1e-12
+DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes of working memory for the distance blocks
+_CHUNKS_PER_WORKER = 4  # at least this many chunks per CPU worker: balanced to the end
+T = TypeVar("T")
 
 
 class KNNResult(NamedTuple):
@@ -86,20 +84,22 @@ class TorchKNN:
     """Exact kNN by chunked torch matmul, with bounded working memory.
 
     For each chunk of queries, the (chunk × N) distance block is one GEMM (norms folded in
-    by augmenting the vectors). The ``k`` smallest entries are selected on a composite
-    int64 key ``(float32 distance bits << 31) | reference index``, which orders by distance
-    and then by index exactly and deterministically (non-negative IEEE floats order like
-    their bit patterns). On CPU the keys are built, selected (numpy ``partition``) and
-    sorted a few rows at a time per thread, so the working memory is the float32 block
-    (4 bytes per entry) plus small per-thread scratch; on CUDA ``torch.topk`` runs on a full
-    int64 key block (12 bytes per entry in all). Buffers are allocated once and reused by
-    every chunk. float64 inputs stay float64 and use a full stable sort instead
-    (O(N log N) per query: meant for small sets and reference checks).
+    by augmenting the vectors) and the ``k`` smallest entries of each row are selected on a
+    composite int64 key ``(float32 distance bits << 31) | reference index`` — by distance,
+    then by index, exactly and deterministically — without sorting whole rows
+    (:mod:`tripletlab.evaluate.selection`). On CPU, ``threads`` worker threads each run
+    whole chunks with one torch thread, so no OpenMP thread ever spin-waits against the
+    selection and no environment variable is needed for speed
+    (:mod:`tripletlab.evaluate.chunked`). float64 inputs stay float64 and use a full
+    stable sort instead (meant for small sets and reference checks).
 
     Args:
-        memory_budget_bytes: working memory for one distance block (the chunk size is
-            derived from it; at least one query row is processed at a time).
+        memory_budget_bytes: working memory of the distance blocks in flight (CPU: one per
+            worker thread). Each row is charged 16 bytes per reference (the float32 block,
+            and on CUDA the int64 keys) plus 16 per kept neighbour; at least one query row
+            is processed at a time.
         device: where to compute (``"cpu"``, ``"cuda"``…); default: the queries' device.
+        threads: CPU worker threads; default ``torch.get_num_threads()``.
 
     Example:
         >>> x = torch.tensor([[0.0], [1.0], [3.0], [10.0]])
@@ -120,6 +120,7 @@ class TorchKNN:
         self,
         memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
         device: str | torch.device | None = None,
+        threads: int | None = None,
     ) -> None:
         if isinstance(memory_budget_bytes, bool) or not isinstance(memory_budget_bytes, int):
             raise TypeError(
@@ -127,17 +128,34 @@ class TorchKNN:
             )
         if memory_budget_bytes <= 0:
             raise ValueError(f"memory_budget_bytes must be > 0; got {memory_budget_bytes}")
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
+            raise ValueError(f"threads must be a positive int or None; got {threads!r}")
         self.memory_budget_bytes = memory_budget_bytes
         self.device = None if device is None else torch.device(device)
+        self.threads = threads
 
     def __repr__(self) -> str:
-        return f"TorchKNN(memory_budget_bytes={self.memory_budget_bytes}, device={self.device})"
+        return (
+            f"TorchKNN(memory_budget_bytes={self.memory_budget_bytes}, device={self.device}, "
+            f"threads={self.threads})"
+        )
 
-    def chunk_rows(self, n_references: int, k: int) -> int:
-        """Query rows per distance block such that the block, its keys (the CUDA path's
-        upper bound: 12 bytes per entry, rounded up to 16) and the top-k fit the budget."""
+    def worker_threads(self, device: torch.device | None = None) -> int:
+        """Chunks computed at once: ``threads`` (default torch's) on CPU, 1 elsewhere."""
+        device = self.device or device or torch.device("cpu")
+        if device.type != "cpu":
+            return 1
+        return self.threads or torch.get_num_threads()
+
+    def chunk_rows(self, n_references: int, k: int, device: torch.device | None = None) -> int:
+        """Query rows per chunk such that the blocks of all workers, their keys (the CUDA
+        path's upper bound: 12 bytes per entry, rounded up to 16) and the top-k fit the
+        budget."""
         bytes_per_row = 16 * max(n_references, 1) + 16 * k
-        return max(1, self.memory_budget_bytes // bytes_per_row)
+        per_worker = self.memory_budget_bytes // self.worker_threads(device)
+        return max(1, per_worker // bytes_per_row)
 
     def search(
         self,
@@ -147,12 +165,14 @@ class TorchKNN:
         *,
         metric: str = "sqeuclidean",
         exclude: Tensor | None = None,
+        mask_fn: MaskFn | None = None,
     ) -> KNNResult:
-        """The ``k`` nearest references of each query (see :class:`KNNBackend`)."""
+        """The ``k`` nearest references of each query (see :class:`KNNBackend`);
+        ``mask_fn`` as in :meth:`map_chunks`."""
         chunks = [
             result
             for _, result in self.iter_search(
-                queries, k, references, metric=metric, exclude=exclude
+                queries, k, references, metric=metric, exclude=exclude, mask_fn=mask_fn
             )
         ]
         if not chunks:
@@ -174,13 +194,53 @@ class TorchKNN:
         *,
         metric: str = "sqeuclidean",
         exclude: Tensor | None = None,
+        mask_fn: MaskFn | None = None,
         rows: int | None = None,
     ) -> Iterator[tuple[int, KNNResult]]:
         """:meth:`search` one chunk of queries at a time: yields ``(first_row, result)``.
 
         The inputs are validated and the references prepared once, so a caller that
-        reduces each chunk at once (like the retrieval metrics) never holds all (Q, k)
-        neighbour lists. ``rows`` overrides the chunk size derived from the memory budget.
+        reduces each chunk at once never holds all (Q, k) neighbour lists. ``rows``
+        overrides the chunk size derived from the memory budget.
+        """
+        return self.map_chunks(
+            queries,
+            k,
+            references,
+            fn=_as_result,
+            metric=metric,
+            exclude=exclude,
+            mask_fn=mask_fn,
+            rows=rows,
+        )
+
+    def map_chunks(
+        self,
+        queries: Tensor,
+        k: int,
+        references: Tensor | None = None,
+        *,
+        fn: Callable[[int, KNNResult], T],
+        metric: str = "sqeuclidean",
+        exclude: Tensor | None = None,
+        mask_fn: MaskFn | None = None,
+        rows: int | None = None,
+    ) -> Iterator[tuple[int, T]]:
+        """Yield ``(first_row, fn(first_row, result))`` per chunk, in order, with ``fn``
+        run on the worker thread that searched the chunk (so per-chunk reductions run in
+        parallel and overlap the next GEMMs).
+
+        Args:
+            queries, k, references, metric, exclude: as in :meth:`search`.
+            fn: reduces one chunk's :class:`KNNResult`; runs in a worker thread with one
+                torch thread, must be a pure function of its arguments.
+            mask_fn: ``mask_fn(start, stop)`` → (stop − start, N) bool tensor, True where
+                query ``start + i`` must not see a reference, or None: a per-query
+                exclusion set (e.g. a re-id protocol's same-camera gallery entries).
+                Masked references get distance ``+inf``; they rank after every eligible
+                one, so rows of queries with fewer than k eligible references end with
+                masked entries at distance ``inf``. Also runs in worker threads.
+            rows: chunk size (default from the memory budget).
         """
         queries, references, exclude = resolve_search(queries, references, metric, exclude)
         if queries.shape[1] != references.shape[1]:
@@ -190,41 +250,28 @@ class TorchKNN:
             )
         exclude = _check_exclude(exclude, len(queries), len(references))
         _check_k(k, len(references) - (exclude is not None))
-        rows = check_rows(rows, default=self.chunk_rows(len(references), k))
-        return self._iter_chunks(queries, k, references, metric, exclude, rows)
-
-    def _iter_chunks(
-        self,
-        queries: Tensor,
-        k: int,
-        references: Tensor,
-        metric: str,
-        exclude: Tensor | None,
-        rows: int,
-    ) -> Iterator[tuple[int, KNNResult]]:
         device = self.device or queries.device
+        threads = self.worker_threads(device)
+        default_rows = self.chunk_rows(len(references), k, device)
+        # enough chunks for every worker to stay busy until the end
+        balanced = -(-len(queries) // (_CHUNKS_PER_WORKER * threads))
+        rows = check_rows(rows, default=max(1, min(default_rows, balanced)))
         dtype = compute_dtype(queries, references)
-        refs = _ReferenceSet(references.to(device=device, dtype=dtype), metric)
-        rows = min(rows, max(len(queries), 1))
-        # Buffers reused by every chunk: fresh multi-hundred-MB allocations would be
-        # page-faulted in again each time.
-        block_buffer = torch.empty(rows, len(references), dtype=dtype, device=device)
-        use_keys = dtype == torch.float32 and len(references) <= 2**_INDEX_BITS
-        key_buffer = torch.empty(0, dtype=torch.int64, device=device)
-        if use_keys and device.type != "cpu":
-            key_buffer = torch.empty(rows, len(references), dtype=torch.int64, device=device)
-        for start in range(0, len(queries), rows):
-            chunk = queries[start : start + rows].to(device=device, dtype=dtype)
-            block = refs.distances_to(chunk, out=block_buffer[: len(chunk)])
-            if exclude is not None:
-                ex = exclude[start : start + rows].to(device)
-                has = ex >= 0
-                block[has.nonzero().squeeze(1), ex[has]] = float("inf")
-            if use_keys:
-                dist, idx = _smallest_k_by_keys(block, k, key_buffer[: len(chunk)])
-            else:
-                dist, idx = _smallest_k_by_sort(block, k)
-            yield start, KNNResult(refs.finish(dist), idx)
+        plan = ChunkPlan(
+            queries=queries,
+            refs=ReferenceSet(references.to(device=device, dtype=dtype), metric),
+            k=k,
+            rows=min(rows, max(len(queries), 1)),
+            device=device,
+            dtype=dtype,
+            exclude=exclude,
+            mask_fn=mask_fn,
+        )
+        return map_chunks(plan, lambda start, dist, idx: fn(start, KNNResult(dist, idx)), threads)
+
+
+def _as_result(start: int, result: KNNResult) -> KNNResult:
+    return result
 
 
 def iter_knn(
@@ -254,130 +301,6 @@ def iter_knn(
             start,
             knn.search(queries[start : start + rows], k, references, metric=metric, exclude=ex),
         )
-
-
-class _ReferenceSet:
-    """References prepared once for many query chunks.
-
-    For the euclidean metrics the references are centred on their mean (this avoids
-    cancellation for large offsets and is the same for every chunk, so results do not
-    depend on the chunk size) and augmented so that ONE GEMM gives the whole distance:
-    [q, ‖q‖², 1] · [−2r, 1, ‖r‖²]ᵀ = ‖q‖² + ‖r‖² − 2⟨q, r⟩ — no extra passes over the block.
-    """
-
-    def __init__(self, references: Tensor, metric: str) -> None:
-        self.metric = metric
-        if metric == "cosine":
-            self.center = None
-            points = torch.nn.functional.normalize(references, dim=1, eps=_COSINE_EPS)
-            # 1 − ⟨q̂, r̂⟩ = [q̂, 1] · [−r̂, 1]ᵀ
-            ones = torch.ones(len(points), 1, dtype=points.dtype, device=points.device)
-            self.augmented = torch.cat([-points, ones], dim=1)
-        else:
-            self.center = references.mean(dim=0, keepdim=True)
-            points = references - self.center
-            sq_norms = (points * points).sum(dim=1, keepdim=True)
-            ones = torch.ones_like(sq_norms)
-            self.augmented = torch.cat([-2 * points, ones, sq_norms], dim=1)
-
-    def distances_to(self, queries: Tensor, out: Tensor) -> Tensor:
-        """(Q, N) distances used for ranking (squared euclidean for both euclidean metrics),
-        written into ``out``; may hold tiny negative values from rounding (clamped later)."""
-        ones = torch.ones(len(queries), 1, dtype=queries.dtype, device=queries.device)
-        if self.metric == "cosine":
-            q = torch.nn.functional.normalize(queries, dim=1, eps=_COSINE_EPS)
-            q = torch.cat([q, ones], dim=1)
-        else:
-            q = queries - self.center
-            q = torch.cat([q, (q * q).sum(dim=1, keepdim=True), ones], dim=1)
-        return torch.mm(q, self.augmented.T, out=out)
-
-    def finish(self, distances: Tensor) -> Tensor:
-        return distances.sqrt() if self.metric == "euclidean" else distances
-
-
-def _smallest_k_by_keys(block: Tensor, k: int, keys: Tensor) -> tuple[Tensor, Tensor]:
-    """Row-wise k smallest of a float32 block, ordered by (value, column index), exactly.
-
-    The key of entry j is (bits of max(value, +0.0)) << 31 | j: non-negative IEEE floats
-    order like their bit patterns, and negative values (rounding noise, −0.0) have negative
-    int32 patterns, so clamping the integers at 0 is the same as clamping the distances at
-    +0.0. ``keys`` is a reusable int64 scratch buffer (CUDA: (rows, N); CPU: unused).
-    """
-    top = (
-        _smallest_k_numpy(block, k)
-        if block.device.type == "cpu"
-        else _smallest_k_torch(block, k, keys)
-    )
-    idx = top.bitwise_and((1 << _INDEX_BITS) - 1)
-    distances = top.bitwise_right_shift_(_INDEX_BITS).to(torch.int32).view(torch.float32)
-    return distances, idx
-
-
-def _smallest_k_torch(block: Tensor, k: int, keys: Tensor) -> Tensor:
-    """Sorted k smallest int64 keys per row with ``torch.topk`` (any device; used on CUDA)."""
-    columns = torch.arange(block.shape[1], device=block.device)
-    keys.copy_(block.view(torch.int32))
-    keys.clamp_min_(0).bitwise_left_shift_(_INDEX_BITS).bitwise_or_(columns)
-    return torch.topk(keys, k, dim=1, largest=False, sorted=True).values
-
-
-def selection_threads() -> int:
-    """Python threads for the CPU selection: ``torch.get_num_threads()`` when OpenMP worker
-    threads sleep between parallel regions (``OMP_WAIT_POLICY=passive``), else 1.
-
-    By default torch's OpenMP workers spin for a while after every parallel op (the GEMM),
-    and on a small machine they then compete with numpy threads for the cores: measured
-    here (2 cores, 7,000 × 70,000 block, k = 6,999), two selection threads took 12.4 s and
-    one 7.8 s; with ``OMP_WAIT_POLICY=passive`` 6.1 s and 5.6 s.
-    """
-    if os.environ.get("OMP_WAIT_POLICY", "").strip().lower() == "passive":
-        return torch.get_num_threads()
-    return 1
-
-
-_ROWS_PER_STEP = 8  # keys of 8 rows stay in cache between building, selecting and sorting
-
-
-def _smallest_k_numpy(block: Tensor, k: int) -> Tensor:
-    """Sorted k smallest int64 keys per row of a float32 CPU block.
-
-    Keys are built a few rows at a time (so they stay in cache), then numpy's in-place
-    ``partition`` (introselect) and ``sort`` run on plain int64 rows — about 3× faster
-    than ``torch.topk``, which selects (value, index) pairs although the key already holds
-    the index. numpy releases the GIL, so row groups can run on several threads
-    (:func:`selection_threads`).
-    """
-    bits = block.view(torch.int32).numpy()
-    n_rows, n = bits.shape
-    columns = np.arange(n, dtype=np.int64)
-    n_threads = max(1, min(selection_threads(), n_rows))
-    bounds = np.linspace(0, n_rows, n_threads + 1).astype(int)
-    out = np.empty((n_rows, k), dtype=np.int64)
-
-    def select(part: int) -> None:
-        scratch = np.empty((_ROWS_PER_STEP, n), dtype=np.int64)
-        for start in range(bounds[part], bounds[part + 1], _ROWS_PER_STEP):
-            stop = min(start + _ROWS_PER_STEP, bounds[part + 1])
-            keys = scratch[: stop - start]
-            np.maximum(bits[start:stop], 0, out=keys)  # int32 → int64, negatives → +0.0
-            np.left_shift(keys, _INDEX_BITS, out=keys)
-            np.bitwise_or(keys, columns, out=keys)
-            keys.partition(k - 1, axis=1)
-            out[start:stop] = np.sort(keys[:, :k], axis=1)
-
-    if n_threads == 1:
-        select(0)
-    else:
-        with ThreadPoolExecutor(n_threads) as pool:
-            list(pool.map(select, range(n_threads)))
-    return torch.from_numpy(out)
-
-
-def _smallest_k_by_sort(block: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Row-wise k smallest by a stable sort (float64, or more than 2³¹ references)."""
-    values, idx = torch.sort(block.clamp_min_(0), dim=1, stable=True)
-    return values[:, :k].contiguous(), idx[:, :k].contiguous()
 
 
 def resolve_search(
