@@ -271,3 +271,25 @@ def _top_kept(
     top[:, : position.shape[1]] = torch.where(available, chosen, -1).numpy()
     top_relevant[:, : position.shape[1]] = (relevant.gather(1, position) & available).numpy()
     return top, top_relevant
+
+
+def smallest_k_stable(block: Tensor, k: int) -> Tensor:
+    """Indices of the k smallest entries of each row, ties by ascending index (a stable sort),
+    without sorting whole rows: a top-k, then a stable sort of the entries ≤ the k-th value.
+
+    Example:
+        >>> smallest_k_stable(torch.tensor([[3.0, 1.0, 1.0, 0.0]]), 3).tolist()
+        [[3, 1, 2]]
+    """
+    kth = torch.topk(block, k, dim=1, largest=False).values[:, -1]
+    rows, cols = (block <= kth[:, None]).nonzero(as_tuple=True)  # row-major, cols ascending
+    values = block[rows, cols]
+    order = torch.argsort(values, stable=True)
+    order = order[torch.argsort(rows[order], stable=True)]
+    rows, cols = rows[order], cols[order]
+    counts = torch.bincount(rows, minlength=len(block))
+    position = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]
+    keep = position < k
+    out = torch.empty(len(block), k, dtype=torch.long)
+    out[rows[keep], position[keep]] = cols[keep]
+    return out
