@@ -47,13 +47,15 @@ def dml_ranks(
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
 ) -> QueryRanks:
     """Per-query ranks; ``gallery=None`` means query = gallery with self excluded."""
-    self_search = gallery is None
-    if self_search:
-        gallery, gallery_labels = query, query_labels
-    elif gallery_labels is None:
+    if gallery is None:
+        blocks = distance_blocks(
+            query, query, metric=metric, memory_budget_bytes=memory_budget_bytes
+        )
+        return rank_blocks(blocks, query_labels, query_labels, exclude_self=True, top_k=top_k)
+    if gallery_labels is None:
         raise ValueError("gallery given without gallery_labels")
     blocks = distance_blocks(query, gallery, metric=metric, memory_budget_bytes=memory_budget_bytes)
-    return rank_blocks(blocks, query_labels, gallery_labels, exclude_self=self_search, top_k=top_k)
+    return rank_blocks(blocks, query_labels, gallery_labels, top_k=top_k)
 
 
 def dml_metrics(

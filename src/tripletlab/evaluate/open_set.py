@@ -42,13 +42,13 @@ class BestMatches(NamedTuple):
     """Per probe: the nearest gallery item, and the nearest of another identity.
 
     Attributes:
-        index: (Q,) gallery index of the best match (ties: the smallest index).
+        nearest: (Q,) gallery index of the best match (ties: the smallest index).
         distance: (Q,) its distance.
         other_distance: (Q,) distance of the nearest gallery item whose label differs from
             the probe's (inf when there is none).
     """
 
-    index: np.ndarray
+    nearest: np.ndarray
     distance: np.ndarray
     other_distance: np.ndarray
 
@@ -70,7 +70,7 @@ def best_matches(
     Example:
         >>> g = torch.tensor([[0.0], [1.0], [3.0]])
         >>> m = best_matches(torch.tensor([[0.9]]), np.array([5]), g, np.array([5, 6, 5]))
-        >>> m.index.tolist(), m.other_distance.round(3).tolist()
+        >>> m.nearest.tolist(), m.other_distance.round(3).tolist()
         ([1], [0.1])
     """
     g_labels = torch.as_tensor(np.asarray(gallery_labels, dtype=np.int64))
@@ -156,8 +156,8 @@ def identify(
     )
     known = matches.distance <= threshold
     return {
-        "label": np.where(known, labels[matches.index], UNKNOWN),
-        "index": matches.index,
+        "label": np.where(known, labels[matches.nearest], UNKNOWN),
+        "index": matches.nearest,
         "distance": matches.distance,
         "known": known,
     }
@@ -207,7 +207,7 @@ def open_set_identification(
             matches.other_distance[np.isfinite(matches.other_distance)],
             ("leave_identity_out"),
         )
-    correct = gallery_labels[matches.index[mated]] == probe_labels[mated]
+    correct = gallery_labels[matches.nearest[mated]] == probe_labels[mated]
     result: dict[str, Any] = {
         "rank_1": float(correct.mean()),
         "n_mated": int(mated.sum()),

@@ -159,14 +159,14 @@ def rank_blocks(
         ([2], [0.5833333333333333], [0.6666666666666666])
     """
     query_labels = np.asarray(query_labels, dtype=np.int64)
-    gallery_labels = torch.as_tensor(np.asarray(gallery_labels, dtype=np.int64))
+    g_labels = torch.as_tensor(np.asarray(gallery_labels, dtype=np.int64))
     by_camera = query_cameras is not None and gallery_cameras is not None
     g_cams = torch.as_tensor(np.asarray(gallery_cameras, dtype=np.int64)) if by_camera else None
     q_cams = np.asarray(query_cameras, dtype=np.int64) if by_camera else None
     always_ignored = (
-        gallery_labels == junk_label
+        torch.eq(g_labels, junk_label)
         if junk_label is not None
-        else torch.zeros(len(gallery_labels), dtype=torch.bool)
+        else torch.zeros(len(g_labels), dtype=torch.bool)
     )
     parts: list[dict[str, np.ndarray]] = []
     expected = 0
@@ -175,8 +175,8 @@ def rank_blocks(
             raise ValueError(f"blocks must cover the queries in order; got row {start}")
         stop = start + len(block)
         labels = torch.as_tensor(query_labels[start:stop])
-        same = labels[:, None] == gallery_labels[None, :]
-        ignore = always_ignored[None, :].expand_as(same).clone()
+        same = torch.eq(labels[:, None], g_labels[None, :])
+        ignore = always_ignored[None, :].expand(len(block), -1).clone()
         if g_cams is not None and q_cams is not None:
             ignore |= same & (torch.as_tensor(q_cams[start:stop])[:, None] == g_cams[None, :])
         if exclude_self:

@@ -98,7 +98,7 @@ def comparison_table(
             value, ref = results[name].get(key), base.get(key)
             text = format_value(value)
             if name != (reference or names[0]) and _number(value) and _number(ref):
-                text += f" ({value - ref:+.4f})"
+                text += f" ({value - ref:+.4f})"  # type: ignore[operator]  # numbers, checked
             cells.append(text)
         rows.append(cells)
     return markdown_table(["variant", *(metric_name(k) for k in keys)], rows)
