@@ -36,9 +36,10 @@ from tripletlab.evaluate.knn import DEFAULT_MEMORY_BUDGET
 from tripletlab.functional._validation import check_choice, check_embeddings, compute_dtype
 from tripletlab.functional.distances import METRICS
 
-#: Bytes per (query, gallery) entry while one block is ranked: the distance (≤ 8), the sort
-#: order (8), the sorted copy (≤ 8), four boolean masks (4), two cumulative counts (16) and the
-#: float64 precisions (8), rounded up.
+#: Bytes per (query, gallery) entry while one block is ranked: the distance (≤ 8), the sort's
+#: values and order (≤ 8 + 8), five boolean masks (5) and the int32 kept ranks (4), rounded up
+#: with room for the distance GEMM's temporaries. Measured: 19 bytes beyond a float32 block of
+#: 100 × 100,000 (benchmarks/_memory.PeakMemory).
 BYTES_PER_ENTRY = 56
 _COSINE_EPS = 1e-12
 
@@ -216,60 +217,70 @@ def _empty(key: str, top_k: int) -> np.ndarray:
 
 
 def _rank_block(block: Tensor, good: Tensor, ignore: Tensor, top_k: int) -> dict[str, np.ndarray]:
-    """Per-row numbers of one (rows, G) block (see the module docstring)."""
-    if block.shape[1] == 0:
+    """Per-row numbers of one (rows, G) block (see the module docstring).
+
+    Only the sort order (int64), two gathered masks and the kept ranks (int32) are (rows, G);
+    every metric is then computed from the relevant entries alone (Σ R of them).
+    """
+    rows, n_gallery = block.shape
+    if n_gallery == 0:
         return {
-            key: np.zeros((len(block), *_empty(key, top_k).shape[1:]), _empty(key, top_k).dtype)
+            key: np.zeros((rows, *_empty(key, top_k).shape[1:]), _empty(key, top_k).dtype)
             for key in _KEYS
         }
     order = torch.sort(block, dim=1, stable=True).indices
     kept = ~ignore.gather(1, order)
-    relevant = good.gather(1, order)
-    kept_rank = kept.cumsum(dim=1)
-    hits = relevant.cumsum(dim=1)
-    n_relevant = hits[:, -1]
+    relevant = good.gather(1, order)  # good excludes ignored items: relevant ⊂ kept
+    kept_rank = kept.cumsum(dim=1, dtype=torch.int32)
+    top, top_relevant = _top_kept(order, kept, relevant, kept_rank, top_k)
+    del order, kept
+    row, column = relevant.nonzero(as_tuple=True)  # row-major: each row's hits in rank order
+    rank = kept_rank[row, column].double()
+    del kept_rank, relevant
+    n_relevant = torch.bincount(row, minlength=rows)
+    first = torch.cumsum(n_relevant, 0) - n_relevant
+    hit = (torch.arange(len(row)) - first[row] + 1).double()  # j: the hit's number in its row
+    r = n_relevant[row].double()
+    precision = hit / rank
+    # Precision just before each hit; 1 at the first kept rank (MATLAB compute_AP.m).
+    before = torch.where(rank > 1, (hit - 1) / (rank - 1).clamp_min(1), 1.0)
+    within_r = (rank <= r).double()
     has = n_relevant > 0
     safe_r = n_relevant.clamp_min(1).double()
-    rank = kept_rank.double()
-    precision = torch.where(relevant, hits.double() / rank.clamp_min(1), 0.0)
-    # Precision just before each hit; 1 at the first kept rank (MATLAB compute_AP.m).
-    before = torch.where(kept_rank > 1, (hits - 1).double() / (rank - 1).clamp_min(1), 1.0)
-    within_r = relevant & (kept_rank <= n_relevant[:, None])
-    columns = torch.arange(block.shape[1])
-    first = torch.where(relevant, columns, 0).masked_fill(~relevant, block.shape[1]).amin(dim=1)
-    last = torch.where(relevant, columns, 0).amax(dim=1)
-    first_rank = kept_rank.gather(1, first.clamp_max(block.shape[1] - 1)[:, None]).squeeze(1)
-    last_rank = kept_rank.gather(1, last[:, None]).squeeze(1)
-    top, top_relevant = _top_kept(order, kept, relevant, top_k)
-    trapezoid = torch.where(relevant, (before + precision) / 2, 0.0).sum(dim=1) / safe_r
+
+    def per_row(values: Tensor) -> np.ndarray:
+        return (torch.bincount(row, weights=values, minlength=rows) / safe_r).numpy()
+
+    first_rank = torch.zeros(rows, dtype=torch.float64)
+    last_rank = torch.ones(rows, dtype=torch.float64)
+    first_rank[has] = rank[first[has]]
+    last_rank[has] = rank[first[has] + n_relevant[has] - 1]
     return {
         "n_relevant": n_relevant.numpy().astype(np.int64),
-        "first_rank": torch.where(has, first_rank, 0).numpy().astype(np.int64),
-        "average_precision": (precision.sum(dim=1) / safe_r).numpy(),
-        "average_precision_trapezoid": trapezoid.numpy(),
-        "inp": torch.where(has, n_relevant.double() / last_rank.clamp_min(1), 0.0).numpy(),
-        "map_at_r": (torch.where(within_r, precision, 0.0).sum(dim=1) / safe_r).numpy(),
-        "r_precision": (within_r.sum(dim=1).double() / safe_r).numpy(),
+        "first_rank": first_rank.numpy().astype(np.int64),
+        "average_precision": per_row(precision),
+        "average_precision_trapezoid": per_row((before + precision) / 2),
+        "inp": torch.where(has, n_relevant.double() / last_rank, 0.0).numpy(),
+        "map_at_r": per_row(precision * within_r),
+        "r_precision": per_row(within_r),
         "top": top,
         "top_relevant": top_relevant,
     }
 
 
 def _top_kept(
-    order: Tensor, kept: Tensor, relevant: Tensor, k: int
+    order: Tensor, kept: Tensor, relevant: Tensor, kept_rank: Tensor, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices (and relevance) of the first k kept items per row, −1 / False padded."""
     rows = len(order)
     top = np.full((rows, k), -1, dtype=np.int64)
     top_relevant = np.zeros((rows, k), dtype=bool)
-    if k == 0 or order.shape[1] == 0:
+    if k == 0:
         return top, top_relevant
-    # The first k kept entries lie within the first k + (ignored) columns; take kept first.
-    position = torch.sort((~kept).to(torch.int8), dim=1, stable=True).indices[:, :k]
-    available = kept.gather(1, position)
-    chosen = order.gather(1, position)
-    top[:, : position.shape[1]] = torch.where(available, chosen, -1).numpy()
-    top_relevant[:, : position.shape[1]] = (relevant.gather(1, position) & available).numpy()
+    row, column = (kept & (kept_rank <= k)).nonzero(as_tuple=True)
+    slot = (kept_rank[row, column] - 1).long().numpy()
+    top[row.numpy(), slot] = order[row, column].numpy()
+    top_relevant[row.numpy(), slot] = relevant[row, column].numpy()
     return top, top_relevant
 
 
