@@ -8,8 +8,10 @@ import numpy as np
 
 
 def re_ranking_reference(q, g, k1=20, k2=6, lambda_value=0.3):
-    feat = np.concatenate([q, g]).astype(np.float64)
+    """g=None: the queries are the gallery (one graph over them; N × N result)."""
+    feat = (q if g is None else np.concatenate([q, g])).astype(np.float64)
     query_num, all_num = len(q), len(feat)
+    gallery_start = 0 if g is None else query_num
     original_dist = ((feat[:, None, :] - feat[None, :, :]) ** 2).sum(-1)
     original_dist = np.transpose(original_dist / np.max(original_dist, axis=0))
     V = np.zeros_like(original_dist)
@@ -47,7 +49,7 @@ def re_ranking_reference(q, g, k1=20, k2=6, lambda_value=0.3):
         temp_min = np.minimum(V[i][None, :], V).sum(axis=1)
         jaccard_dist[i] = 1 - temp_min / (2 - temp_min)
     final_dist = jaccard_dist * (1 - lambda_value) + original_dist * lambda_value
-    return final_dist[:query_num, query_num:]
+    return final_dist[:query_num, gallery_start:]
 
 
 def query_expansion_reference(q, g, n, alpha):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from rerank_reference import query_expansion_reference, re_ranking_reference
+from tripletlab.evaluate.dml_protocol import dml_metrics_from_blocks
 from tripletlab.evaluate.query_expansion import expand_queries
 from tripletlab.evaluate.ranking import BYTES_PER_ENTRY, smallest_k_stable
 from tripletlab.evaluate.reid import reid_metrics, reid_metrics_from_blocks
@@ -41,6 +42,17 @@ def test_rerank_with_a_tiny_budget_is_chunked_and_equal():
     assert max(len(b) for _, b in blocks) <= 2 and len(blocks) >= 5
     assert [s for s, _ in blocks] == sorted(s for s, _ in blocks)
     assert np.allclose(torch.cat([b for _, b in blocks]).numpy(), ref, atol=1e-12)
+
+
+def test_rerank_with_the_queries_as_gallery():
+    x, _ = _data(6, n_q=30)
+    ref = re_ranking_reference(x, None, 6, 3, 0.3)
+    got = k_reciprocal_blocks(torch.tensor(x), k1=6, k2=3, memory_budget_bytes=8000)
+    assert np.allclose(torch.cat([b for _, b in got]).numpy(), ref, atol=1e-12)
+    y = np.repeat(np.arange(6), 5)
+    blocks = k_reciprocal_blocks(torch.tensor(x), k1=6, k2=3)
+    metrics = dml_metrics_from_blocks(blocks, y, y, exclude_self=True, ks=(1,))
+    assert metrics["n_queries"] == 30
 
 
 def test_rerank_float32_input_close_to_float64_reference():

@@ -64,7 +64,7 @@ def check_rerank_options(k1: int, k2: int, lambda_value: float) -> None:
 
 def k_reciprocal_blocks(
     query: Tensor,
-    gallery: Tensor,
+    gallery: Tensor | None = None,
     *,
     k1: int = K1,
     k2: int = K2,
@@ -73,7 +73,9 @@ def k_reciprocal_blocks(
 ) -> Iterator[tuple[int, Tensor]]:
     """Re-ranked query × gallery distances d*, as (first row, (rows × G) float64 block).
 
-    Feed the blocks to :func:`~tripletlab.evaluate.reid.reid_metrics_from_blocks`,
+    With ``gallery=None`` the queries are the gallery (CUB/Cars/SOP): the graph is built over
+    the N queries once and the blocks are N × N (query i is gallery item i: pass
+    ``exclude_self=True`` to the protocol). Feed the blocks to :func:`~tripletlab.evaluate.reid.reid_metrics_from_blocks`,
     :func:`~tripletlab.evaluate.dml_protocol.dml_metrics_from_blocks` or
     :func:`~tripletlab.evaluate.ranking.rank_blocks`.
 
@@ -86,19 +88,23 @@ def k_reciprocal_blocks(
     """
     check_rerank_options(k1, k2, lambda_value)
     query = check_embeddings(query, "query")
-    gallery = check_embeddings(gallery, "gallery")
-    if query.shape[1] != gallery.shape[1]:
-        raise ValueError(
-            f"query and gallery must have the same dimension; "
-            f"got {query.shape[1]} and {gallery.shape[1]}"
-        )
-    features = torch.cat([query, gallery]).detach()
-    n_query = len(query)
+    if gallery is None:
+        features, gallery_start = query.detach(), 0
+    else:
+        gallery = check_embeddings(gallery, "gallery")
+        if query.shape[1] != gallery.shape[1]:
+            raise ValueError(
+                f"query and gallery must have the same dimension; "
+                f"got {query.shape[1]} and {gallery.shape[1]}"
+            )
+        features, gallery_start = torch.cat([query, gallery]).detach(), len(query)
     ranks, row_max = _neighbour_lists(features, max(k1 + 1, k2), memory_budget_bytes)
     weights = _expanded_weights(features, ranks, row_max, k1, memory_budget_bytes)
     if k2 > 1:
         weights = _local_query_expansion(weights, ranks[:, :k2])
-    return _final_blocks(features, n_query, weights, row_max, lambda_value, memory_budget_bytes)
+    return _final_blocks(
+        features, len(query), gallery_start, weights, row_max, lambda_value, memory_budget_bytes
+    )
 
 
 def _neighbour_lists(features: Tensor, k: int, budget: int) -> tuple[np.ndarray, np.ndarray]:
@@ -192,19 +198,21 @@ def _local_query_expansion(weights: sp.csr_matrix, nearest: np.ndarray) -> sp.cs
 def _final_blocks(
     features: Tensor,
     n_query: int,
+    gallery_start: int,
     weights: sp.csr_matrix,
     row_max: np.ndarray,
     lambda_value: float,
     budget: int,
 ) -> Iterator[tuple[int, Tensor]]:
-    """Steps 5–6, one query chunk at a time."""
-    n_gallery = len(features) - n_query
-    gallery_columns = weights[n_query:].tocsc()  # column c → gallery rows using c
+    """Steps 5–6, one query chunk at a time (queries: rows 0…n_query−1; gallery: rows from
+    ``gallery_start`` — n_query for a separate gallery, 0 when the queries are the gallery)."""
+    n_gallery = len(features) - gallery_start
+    gallery_columns = weights[gallery_start:].tocsc()  # column c → gallery rows using c
     column_counts = np.diff(gallery_columns.indptr)
     query_rows = weights[:n_query].tocsr()
     cost = (query_rows != 0).astype(np.int64) @ column_counts  # Jaccard products per query
     max_rows = max(1, budget // ((BYTES_PER_ENTRY + _BYTES_PER_FINAL_ENTRY) * max(n_gallery, 1)))
-    gallery = features[n_query:]
+    gallery = features[gallery_start:]
     start = 0
     for stop in _chunk_stops(cost, max_rows, max(1, budget // _BYTES_PER_PRODUCT)):
         overlap = _min_overlap(query_rows[start:stop], gallery_columns, n_gallery)
