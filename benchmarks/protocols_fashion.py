@@ -40,6 +40,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+try:
+    from benchmarks._memory import PeakMemory
+except ImportError:  # run as a script: benchmarks/ itself is on sys.path
+    from _memory import PeakMemory  # type: ignore[no-redef]
+
 RESULTS = Path(__file__).parent / "results"
 K1, K2, LAMBDA, QE_N, QE_ALPHA = 20, 6, 0.3, 5, 3.0
 FARS_VERIFICATION = (1e-3, 1e-2)
@@ -155,12 +160,14 @@ def reid_variants(qe, q, ge, g):
     from tripletlab.evaluate.rerank import k_reciprocal_blocks
 
     cams = {"query_cameras": q.cameras, "gallery_cameras": g.cameras}
-    out, seconds = {}, {}
+    out, seconds, memory_mb = {}, {}, {}
 
     def timed(name, fn):
         started = time.perf_counter()
-        out[name] = fn()
+        with PeakMemory() as memory:
+            out[name] = fn()
         seconds[name] = time.perf_counter() - started
+        memory_mb[name] = memory.mb
 
     timed("plain", lambda: reid_metrics(qe, q.labels, ge, g.labels, **cams))
     timed(
@@ -191,6 +198,7 @@ def reid_variants(qe, q, ge, g):
     )
     for name in out:
         out[name]["seconds"] = seconds[name]
+        out[name]["peak_extra_mb"] = memory_mb[name]
     return out
 
 
@@ -367,12 +375,13 @@ def _jsonable(value):
 
 
 def _print_table(results) -> None:
-    print("| embedding | variant | rank-1 | mAP | mINP | seconds |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| embedding | variant | rank-1 | mAP | mINP | seconds | peak extra MiB |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for name, r in results["embeddings"].items():
         for variant, m in r["reid"].items():
             print(
-                f"| {name} | {variant} | {m['rank_1']:.4f} | {m['map']:.4f} | {m['minp']:.4f} | {m['seconds']:.1f} |"
+                f"| {name} | {variant} | {m['rank_1']:.4f} | {m['map']:.4f} | {m['minp']:.4f} | "
+                f"{m['seconds']:.1f} | {m['peak_extra_mb']:.0f} |"
             )
     print(
         "\n| embedding | LFW-like accuracy | TAR@FAR=1e-3 | TAR@FAR=1e-2 | DIR@FAR=0.01 | DIR@FAR=0.1 |"
