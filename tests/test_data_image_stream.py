@@ -7,10 +7,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from image_fixtures import class_colour, make_image_folder, truncate, write_image
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from image_fixtures import class_colour, make_image_folder, truncate, write_image
 from tripletlab.data.image_stream import (
     ImageFileDataset,
     decode_image,

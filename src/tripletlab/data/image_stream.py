@@ -315,7 +315,7 @@ class ImageFileDataset(Dataset):
         for other in np.roll(same_class, -start)[1:]:
             try:
                 return decode_image(self.path(other), self.image_size)
-            except Exception as error:  # noqa: PERF203 - the rare failure path
+            except Exception as error:
                 self._warn_once(int(other), f"cannot decode {self.path(other)} ({error})")
         raise DataError(
             f"class {self.class_names[self._labels[index]]!r} has no decodable image "
