@@ -14,6 +14,7 @@ from tripletlab.data.augment import (
     FlipConfig,
     ImagePreprocess,
     augment_preset,
+    load_size,
 )
 from tripletlab.errors import ConfigError
 
@@ -97,3 +98,13 @@ def test_bad_augment_settings_are_config_errors(build, match):
 def test_channels_last_output():
     pre = ImagePreprocess((8, 8), MEAN, STD, channels_last=True).eval()
     assert pre(_images(h=8, w=8)).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_images_loaded_at_load_size_are_only_centre_cropped_in_eval():
+    config = augment_preset("light")
+    size = (28, 21)
+    loaded = load_size(size, config)
+    assert loaded == (32, 24)
+    x = torch.rand(1, 3, *loaded)
+    out = ImagePreprocess(size, (0.0,) * 3, (1.0,) * 3, config).eval()(x)
+    torch.testing.assert_close(out, x[..., 2:30, 1:22])

@@ -48,6 +48,7 @@ __all__ = [
     "FlipConfig",
     "ImagePreprocess",
     "augment_preset",
+    "load_size",
 ]
 
 #: 8-bit pixels are divided by this to lie in [0, 1].
@@ -169,6 +170,19 @@ def augment_preset(name: str, **overrides: Any) -> AugmentConfig:
     if unknown:
         raise ConfigError(f"unknown augment option(s) {sorted(unknown)}")
     return dataclasses.replace(PRESETS[name], **overrides)
+
+
+def load_size(image_size: Sequence[int], config: AugmentConfig) -> tuple[int, int]:
+    """The (H, W) to decode images at so that evaluation's centre crop needs no resize:
+    ``image_size / eval_crop_fraction`` (training's random crop then starts from the same
+    wider view).
+
+    Example:
+        >>> load_size((224, 224), augment_preset("light")), load_size((48, 64), AugmentConfig())
+        ((256, 256), (48, 64))
+    """
+    fraction = config.eval_crop_fraction
+    return round(int(image_size[0]) / fraction), round(int(image_size[1]) / fraction)
 
 
 class ImagePreprocess(nn.Module):
