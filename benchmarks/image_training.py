@@ -38,6 +38,9 @@ import torch
 
 RESULTS = Path(__file__).parent / "results"
 IMAGE_SIZE = 64
+#: The backbone sees 56-px crops: the "light" preset's eval centre crop (0.875) of 64 px,
+#: so the folder's images are decoded at their own size (augment.load_size(56) == 64).
+CROP_SIZE = 56
 P, K = 16, 4
 RESNET = {
     "embedding_size": 32,
@@ -91,7 +94,7 @@ def stream(folder: Path):
 
 # -- models and trainers -------------------------------------------------------------------
 def resnet_trainer(model_dir: Path, workers: int, seed: int = 0):
-    from tripletlab.data.augment import ImagePreprocess, augment_preset
+    from tripletlab.data.augment import ImagePreprocess, augment_preset, load_size
     from tripletlab.nn.backbones import build_backbone
     from tripletlab.nn.batch_losses import BatchAllTripletLoss
     from tripletlab.nn.heads import Embedder, EmbeddingHead
@@ -99,10 +102,11 @@ def resnet_trainer(model_dir: Path, workers: int, seed: int = 0):
     from tripletlab.train.trainer import Trainer
 
     torch.manual_seed(seed)
-    backbone = build_backbone(f"hf:{model_dir}", (3, IMAGE_SIZE, IMAGE_SIZE), pretrained=False)
-    preprocess = ImagePreprocess(
-        (IMAGE_SIZE, IMAGE_SIZE), backbone.mean, backbone.std, augment_preset("light")
-    )
+    crop = (CROP_SIZE, CROP_SIZE)
+    config = augment_preset("light")
+    assert load_size(crop, config) == (IMAGE_SIZE, IMAGE_SIZE)
+    backbone = build_backbone(f"hf:{model_dir}", (3, *crop), pretrained=False)
+    preprocess = ImagePreprocess(crop, backbone.mean, backbone.std, config)
     head = EmbeddingHead("map", backbone.feature_dim, pooling="gem", embedding_dim=64)
     model = Embedder(backbone, head, preprocess)
     optimizer = torch.optim.AdamW(parameter_groups(model, lr=1e-3, weight_decay=1e-4))
@@ -281,7 +285,10 @@ def markdown(r: dict) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for name, key in (
-        ("streamed PNG → light augment → transformers ResNet (random init)", "streamed_resnet"),
+        (
+            "streamed 64-px PNG → light augment, 56-px crops → transformers ResNet (random init)",
+            "streamed_resnet",
+        ),
         ("in-memory 28×28 tensors → built-in CNN", "in_memory_cnn"),
     ):
         v = r[key]
