@@ -4,9 +4,12 @@ epochs with the Trainer, resumed from a checkpoint, and evaluated."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,7 +41,7 @@ def resnet_dir(tmp_path_factory):
     return save_tiny_hf_model(tmp_path_factory.mktemp("models") / "tiny-resnet", "resnet")
 
 
-def _trainer(spec, checkpoint_dir, *, workers=0, precision="32", pretrained=None):
+def _trainer(spec, checkpoint_dir, *, workers=0, precision="32", pretrained=None, **options):
     torch.manual_seed(0)
     backbone = build_backbone(spec, (3, *IMAGE_SIZE), pretrained=pretrained)
     preprocess = ImagePreprocess(IMAGE_SIZE, backbone.mean, backbone.std, augment_preset("strong"))
@@ -62,6 +65,7 @@ def _trainer(spec, checkpoint_dir, *, workers=0, precision="32", pretrained=None
         workers=workers,
         checkpoint_dir=checkpoint_dir,
         progress=False,
+        **options,
     )
 
 
@@ -114,3 +118,37 @@ def test_a_module_factory_model_trains_the_same_way(photos, tmp_path, monkeypatc
     assert len(history) == 2
     metrics = retrieval_metrics(trainer.embed(photos), photos.labels)
     assert 0.0 <= metrics["map_at_r"] <= 1.0
+
+
+@pytest.mark.slow
+def test_a_real_kill_mid_epoch_then_resume_equals_the_uninterrupted_run(
+    photos, resnet_dir, tmp_path
+):
+    """SIGKILL in the middle of epoch 2 (a fresh process, 2 DataLoader workers), resume here."""
+    spec = f"hf:{resnet_dir}"
+    script = tmp_path / "killed.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import warnings, torch
+            from test_image_training import _trainer, LOAD_SIZE
+            from tripletlab.data.image_stream import stream_image_folder
+            warnings.simplefilter("ignore")
+            photos = stream_image_folder({str(photos.root)!r}, image_size=LOAD_SIZE)
+            trainer = _trainer({spec!r}, {str(tmp_path / "cut")!r}, workers=2, kill_after_steps=6)
+            trainer.fit(photos, photos.labels, epochs=2, p=2, k=3)
+            """
+        )
+    )
+    tests_dir = str(Path(__file__).parent)
+    env = {"PYTHONPATH": tests_dir + ":" + ":".join(sys.path)}
+    killed = subprocess.run([sys.executable, str(script)], env=env, timeout=600, check=False)
+    assert killed.returncode == -signal.SIGKILL
+    whole = _trainer(spec, tmp_path / "whole", workers=2)
+    whole.fit(photos, photos.labels, epochs=2, p=2, k=3)
+    resumed = _trainer(spec, tmp_path / "cut", workers=2)
+    resumed.fit(photos, photos.labels, epochs=2, p=2, k=3, resume_from=tmp_path / "cut" / "last.pt")
+    for (name, a), (_, b) in zip(
+        whole.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
