@@ -233,10 +233,15 @@ class ImagePreprocess(nn.Module):
             x = self.before_norm(x)
         if tuple(x.shape[-2:]) != self.size:  # eval, or training without a random crop
             x = self._resize_centre_crop(x)
-        x = (x - self.mean) / self.std
+        x = (x - self._buffer("mean")) / self._buffer("std")
         if self.training and self.after_norm is not None:
             x = self.after_norm(x)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _buffer(self, name: str) -> Tensor:
+        value = getattr(self, name)
+        assert isinstance(value, Tensor)
+        return value
 
     def _resize_centre_crop(self, x: Tensor) -> Tensor:
         height, width = self.size

@@ -173,5 +173,5 @@ def use_channels_last(feature_kind: str | None, device: torch.device) -> bool:
 def move_model(model: nn.Module, device: torch.device, *, channels_last: bool = False) -> nn.Module:
     """``model`` on ``device`` (in channels-last memory format when asked)."""
     if channels_last:
-        return model.to(device=device, memory_format=torch.channels_last)
+        return model.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model.to(device)

@@ -391,9 +391,10 @@ class Trainer:
         """
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1; got {epochs!r}")
-        if len(inputs) != len(labels):
+        n_inputs = len(inputs)  # type: ignore[arg-type]  # a Dataset given here must be sized
+        if n_inputs != len(labels):
             raise ValueError(
-                f"inputs and labels must have the same length; got {len(inputs)} and {len(labels)}"
+                f"inputs and labels must have the same length; got {n_inputs} and {len(labels)}"
             )
         if resume_from is not None:
             self.load_state_dict(load_checkpoint(resume_from, map_location=self.device))
