@@ -98,6 +98,8 @@ def test_linear_autoencoder_recovers_the_pca_subspace():
         ((1, 8, 8), (5, 1, 8, 8)),
         ((64,), (5, 64)),
         ((8, 8), (5, 8, 8)),
+        ((3, 48, 64), (5, 3, 48, 64)),  # non-square RGB photos
+        ((1, 8, 6), (5, 48)),  # flattened non-square input
     ],
 )
 def test_cnn_shapes(in_shape, x_shape):
@@ -140,7 +142,8 @@ def test_mlp_structure_and_activation_choice():
         (lambda: MLP(3, (4,), 2, dropout=1.0), "dropout"),
         (lambda: ConvNet(1, 2, 8), "image_size"),
         (lambda: build_model("resnet", (1, 8, 8), 8), "model must be one of 'mlp', 'cnn'"),
-        (lambda: build_model("cnn", (1, 8, 6), 8), "in_shape for 'cnn'"),
+        (lambda: build_model("cnn", (1, 8, 3), 8), "image_size"),
+        (lambda: ConvNet(1, (8, 8, 8), 8), "image_size"),
         (lambda: build_model("cnn", (10,), 8), "in_shape for 'cnn'"),
         (lambda: build_model("mlp", (), 8), "in_shape"),
     ],

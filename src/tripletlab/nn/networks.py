@@ -84,11 +84,12 @@ class ConvNet(nn.Module):
 
     Two blocks ``conv3×3 → BatchNorm → activation → maxpool2`` (channels ``channels``), then
     ``flatten → linear(hidden) → activation → linear(out_dim)``. Inputs may also be given
-    flattened, (N, C·H·W); they are reshaped to (N, C, H, W).
+    flattened, (N, C·H·W); they are reshaped to (N, C, H, W). Images need not be square:
+    ``image_size=(48, 64)`` takes (N, 3, 48, 64) photos.
 
     Args:
         in_channels: image channels C.
-        image_size: H = W (≥ 4).
+        image_size: H = W, or (H, W); each ≥ 2 ** len(channels) (4 by default).
         out_dim: embedding dimension.
         normalize: L2-normalise the output.
         channels: convolution widths of the two blocks.
@@ -99,12 +100,14 @@ class ConvNet(nn.Module):
         >>> net = ConvNet(1, 8, 16)
         >>> net(torch.zeros(2, 1, 8, 8)).shape
         torch.Size([2, 16])
+        >>> ConvNet(3, (48, 64), 8)(torch.zeros(2, 3, 48, 64)).shape
+        torch.Size([2, 8])
     """
 
     def __init__(
         self,
         in_channels: int = 1,
-        image_size: int = 28,
+        image_size: int | tuple[int, int] = 28,
         out_dim: int = 64,
         normalize: bool = False,
         channels: Sequence[int] = (32, 64),
@@ -115,34 +118,32 @@ class ConvNet(nn.Module):
         _check_width(in_channels, "in_channels")
         _check_width(out_dim, "out_dim")
         _check_width(hidden, "hidden")
-        if not isinstance(image_size, int) or image_size < 2 ** len(tuple(channels)):
-            raise InvalidArgumentError(
-                f"image_size must be an integer >= {2 ** len(tuple(channels))}; got {image_size!r}"
-            )
+        height, width = _image_hw(image_size, 2 ** len(tuple(channels)))
         blocks: list[nn.Module] = []
-        size, fan_in = image_size, in_channels
-        for width in channels:
-            _check_width(width, "channels")
+        fan_in = in_channels
+        for width_ in channels:
+            _check_width(width_, "channels")
             blocks += [
-                nn.Conv2d(fan_in, width, kernel_size=3, padding=1),
-                nn.BatchNorm2d(width),
+                nn.Conv2d(fan_in, width_, kernel_size=3, padding=1),
+                nn.BatchNorm2d(width_),
                 get_activation(activation),
                 nn.MaxPool2d(2),
             ]
-            size, fan_in = size // 2, width
+            height, width, fan_in = height // 2, width // 2, width_
         self.features = nn.Sequential(*blocks)
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(fan_in * size * size, hidden),
+            nn.Linear(fan_in * height * width, hidden),
             get_activation(activation),
             nn.Linear(hidden, out_dim),
         )
-        self.in_channels, self.image_size = in_channels, image_size
+        self.in_channels = in_channels
+        self.image_size = _image_hw(image_size, 1)
         self.out_dim, self.normalize = out_dim, bool(normalize)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 2:
-            x = x.reshape(len(x), self.in_channels, self.image_size, self.image_size)
+            x = x.reshape(len(x), self.in_channels, *self.image_size)
         elif x.dim() == 3:  # (N, H, W) single-channel images
             x = x.unsqueeze(1)
         out = self.head(self.features(x))
@@ -154,7 +155,7 @@ def build_model(name: str, in_shape: Sequence[int], embedding_dim: int, **kwargs
 
     Args:
         name: ``"mlp"`` (input flattened to ∏in_shape features) or ``"cnn"`` (``in_shape`` =
-            (C, H, W) with H = W, or (H, W), or (H·W,) for a square single-channel image).
+            (C, H, W), or (H, W) for one channel, or (H·W,) for a square single-channel image).
         in_shape: the shape of one sample.
         embedding_dim: output dimension.
         **kwargs: passed to :class:`MLP` or :class:`ConvNet` (e.g. ``hidden``, ``normalize``).
@@ -199,16 +200,30 @@ def embed_triplets(
     return out[:n], out[n : 2 * n], out[2 * n :]
 
 
-def _image_geometry(in_shape: tuple[int, ...]) -> tuple[int, int]:
-    if len(in_shape) == 3 and in_shape[1] == in_shape[2]:
-        return in_shape[0], in_shape[1]
-    if len(in_shape) == 2 and in_shape[0] == in_shape[1]:
-        return 1, in_shape[0]
+def _image_geometry(in_shape: tuple[int, ...]) -> tuple[int, tuple[int, int]]:
+    if len(in_shape) == 3:
+        return in_shape[0], (in_shape[1], in_shape[2])
+    if len(in_shape) == 2:
+        return 1, (in_shape[0], in_shape[1])
     if len(in_shape) == 1 and math.isqrt(in_shape[0]) ** 2 == in_shape[0]:
-        return 1, math.isqrt(in_shape[0])
+        return 1, (math.isqrt(in_shape[0]),) * 2
     raise InvalidArgumentError(
-        f"in_shape for 'cnn' must be (C, H, H), (H, H) or (H*H,); got {in_shape}"
+        f"in_shape for 'cnn' must be (C, H, W), (H, W) or (H*H,); got {in_shape}"
     )
+
+
+def _image_hw(image_size: object, smallest: int) -> tuple[int, int]:
+    """(H, W) from an int or a pair, each >= ``smallest`` (the pooling halves it per block)."""
+    pair = (image_size, image_size) if isinstance(image_size, int) else image_size
+    if (
+        not isinstance(pair, (tuple, list))
+        or len(pair) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= smallest for v in pair)
+    ):
+        raise InvalidArgumentError(
+            f"image_size must be an integer or (H, W) of integers >= {smallest}; got {image_size!r}"
+        )
+    return int(pair[0]), int(pair[1])
 
 
 def _check_width(value: object, name: str) -> int:

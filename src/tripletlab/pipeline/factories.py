@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from tripletlab.errors import InvalidArgumentError
+from tripletlab.errors import ConfigError, InvalidArgumentError
 from tripletlab.nn.batch_losses import (
     BatchAllTripletLoss,
     BatchHardTripletLoss,
@@ -49,7 +49,11 @@ __all__ = [
     "build_network",
     "build_optimizer",
     "build_scheduler",
+    "build_warmup_scheduler",
 ]
+
+#: Warm-up starts at this fraction of the learning rate (as in Goyal et al. 2017).
+WARMUP_START_FACTOR = 0.1
 
 #: ``--loss`` names and the batch-loss module each builds.
 LOSSES: dict[LossName, type[BatchLoss]] = {
@@ -148,6 +152,52 @@ def build_scheduler(
     if key == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+
+
+def build_warmup_scheduler(
+    name: str,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    *,
+    warmup_epochs: int = 0,
+    start_factor: float = WARMUP_START_FACTOR,
+    step_size: int = 10,
+    gamma: float = 0.1,
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """``name`` (none | cosine | step, see :func:`build_scheduler`)
+    after a linear warm-up of ``warmup_epochs`` epochs from ``lr × start_factor`` to ``lr``.
+
+    Built from torch's own ``LinearLR`` / ``SequentialLR``, so their state dicts hold
+    primitives only and load with ``weights_only=True``.
+
+    Example:
+        >>> opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+        >>> sched = build_warmup_scheduler("cosine", opt, epochs=5, warmup_epochs=2)
+        >>> lrs = []
+        >>> for _ in range(5):
+        ...     lrs.append(round(opt.param_groups[0]["lr"], 3)); opt.step(); sched.step()
+        >>> lrs
+        [0.1, 0.55, 1.0, 0.75, 0.25]
+    """
+    if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
+        raise ConfigError(f"warmup_epochs must be an integer >= 0; got {warmup_epochs!r}")
+    if warmup_epochs == 0:
+        return build_scheduler(name, optimizer, epochs, step_size=step_size, gamma=gamma)
+    if warmup_epochs >= epochs:
+        raise ConfigError(f"warmup_epochs ({warmup_epochs}) must be < epochs ({epochs})")
+    if not 0 < start_factor <= 1:
+        raise ConfigError(f"warm-up start_factor must be in (0, 1]; got {start_factor!r}")
+    warmup = torch.optim.lr_scheduler.LinearLR(
+        optimizer, start_factor=start_factor, end_factor=1.0, total_iters=warmup_epochs
+    )
+    after = build_scheduler(
+        name, optimizer, epochs - warmup_epochs, step_size=step_size, gamma=gamma
+    )
+    if after is None:
+        return warmup
+    return torch.optim.lr_scheduler.SequentialLR(
+        optimizer, schedulers=[warmup, after], milestones=[warmup_epochs]
+    )
 
 
 def build_backend(name: str) -> KNNBackend:

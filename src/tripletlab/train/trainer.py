@@ -35,17 +35,19 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 
 from tripletlab._moved import moved_names
 from tripletlab.data.sampler import PKSampler
@@ -58,6 +60,8 @@ from tripletlab.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from tripletlab.train.devices import resolve_precision
+from tripletlab.train.loading import device_batches, make_loader
 from tripletlab.train.logging import RunLogger
 
 __all__ = ["Trainer", "make_pk_sampler", "torch_threads"]
@@ -115,6 +119,16 @@ class Trainer:
         seed: seeds the P×K sampler (and the RNGs at the start of a fresh ``fit``).
         progress: tqdm bars for epochs and steps; shown only when stdout is a terminal.
         kill_after_steps: test hook — SIGKILL the process after this many steps.
+        precision: ``"32"``, ``"bf16"`` or ``"16-mixed"`` (autocast of the forward pass, plus
+            a GradScaler for 16-mixed; see :mod:`tripletlab.train.devices`).
+        accumulate_batches: sum the gradients of this many P×K batches (each loss divided
+            by the group size) before an optimiser step; an epoch's last group may be
+            shorter. A step record is still written per batch.
+        epoch_start_hooks: called with the trainer at the start of every epoch, after
+            ``model.train()`` and with ``epoch`` already counting the new epoch (e.g.
+            :class:`~tripletlab.train.finetune.FreezeBackbone`).
+        workers: DataLoader worker processes when ``fit`` / ``embed`` get a Dataset (images
+            decoded in parallel; memory is pinned when training on CUDA).
     """
 
     #: Checkpoint files in ``checkpoint_dir``: the latest epoch's, and the finished run's.
@@ -140,7 +154,21 @@ class Trainer:
         seed: int = 0,
         progress: bool = True,
         kill_after_steps: int | None = None,
+        precision: str = "32",
+        accumulate_batches: int = 1,
+        epoch_start_hooks: Sequence[Callable[[Trainer], None]] = (),
+        workers: int = 0,
     ) -> None:
+        if isinstance(accumulate_batches, bool) or not isinstance(accumulate_batches, int):
+            raise InvalidArgumentError(
+                f"accumulate_batches must be an integer >= 1; got {accumulate_batches!r}"
+            )
+        if accumulate_batches < 1:
+            raise InvalidArgumentError(
+                f"accumulate_batches must be an integer >= 1; got {accumulate_batches!r}"
+            )
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise InvalidArgumentError(f"workers must be an integer >= 0; got {workers!r}")
         if grad_clip is not None and not grad_clip > 0:
             raise InvalidArgumentError(f"grad_clip must be > 0 or None; got {grad_clip!r}")
         if validate_every < 1 or checkpoint_every < 1:
@@ -164,30 +192,79 @@ class Trainer:
         self.epoch = 0
         self.global_step = 0
         self.history: list[dict[str, Any]] = []
+        self.precision = resolve_precision(precision, self.device)
+        self.scaler = self.precision.make_scaler()
+        self.accumulate_batches = accumulate_batches
+        self.epoch_start_hooks = list(epoch_start_hooks)
+        self.workers = workers
 
     # -- embeddings ------------------------------------------------------------------------
     def _forward(self, inputs: Tensor) -> Tensor:
-        embeddings = self.model(inputs)
+        with self.precision.autocast():
+            embeddings = self.model(inputs)
+        embeddings = embeddings.float()  # the losses work in float32 (DESIGN)
         return l2_normalize(embeddings) if self.normalize else embeddings
 
-    def embed(self, inputs: Tensor, batch_size: int = DEFAULT_EMBED_BATCH) -> Tensor:
-        """Embeddings (N, D) of ``inputs`` (N, ...) in eval mode, on the CPU
-        (:func:`tripletlab.nn.embedding.embed` with this trainer's model and settings)."""
-        return embed(self.model, inputs, batch_size, normalize=self.normalize, device=self.device)
+    @torch.no_grad()
+    def embed(self, inputs: Tensor | Dataset, batch_size: int = DEFAULT_EMBED_BATCH) -> Tensor:
+        """Embeddings (N, D) of ``inputs`` (N, ...) in eval mode, on the CPU: a tensor goes
+        through :func:`tripletlab.nn.embedding.embed` (this trainer's model, normalisation and
+        precision); a Dataset of ``(input, label)`` is read by a DataLoader with ``workers``."""
+        if isinstance(inputs, Tensor):
+            with self.precision.autocast():
+                out = embed(
+                    self.model, inputs, batch_size, normalize=self.normalize, device=self.device
+                )
+            return out.float()
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            loader = self._loader(inputs, batch_size=batch_size)
+            chunks = [self._forward(x).cpu() for x, _ in device_batches(loader, self.device)]
+        finally:
+            self.model.train(was_training)
+        if not chunks:
+            return torch.empty(0, 0)
+        return torch.cat(chunks)
 
     # -- one step --------------------------------------------------------------------------
-    def train_step(self, inputs: Tensor, labels: Tensor) -> tuple[Tensor, Any]:
-        """One optimiser step on a batch; returns the detached loss and the loss's stats."""
-        self.optimizer.zero_grad(set_to_none=True)
+    def train_step(
+        self,
+        inputs: Tensor,
+        labels: Tensor,
+        *,
+        zero_grad: bool = True,
+        step: bool = True,
+        loss_scale: float = 1.0,
+    ) -> tuple[Tensor, Any]:
+        """One batch: forward, backward and (with ``step``) an optimiser step; returns the
+        detached loss and the loss's stats. ``zero_grad`` / ``step`` / ``loss_scale`` let a
+        group of batches accumulate gradients (``accumulate_batches``)."""
+        if zero_grad:
+            self.optimizer.zero_grad(set_to_none=True)
         value, stats = self.loss(self._forward(inputs), labels, return_stats=True)
-        value.backward()
-        if self.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.optimizer.step()
+        scaled = value * loss_scale if loss_scale != 1.0 else value
+        (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        if step:
+            self._optimizer_step()
         self.global_step += 1
         if self.kill_after_steps is not None and self.global_step >= self.kill_after_steps:
             os.kill(os.getpid(), signal.SIGKILL)  # a genuine kill, for resume tests
         return value.detach(), stats
+
+    def _optimizer_step(self) -> None:
+        if self.scaler is not None and self.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
+        if self.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)  # skipped when the gradients hold inf / NaN
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+
+    def _loader(self, dataset: Dataset, **options: Any) -> DataLoader:
+        return make_loader(dataset, workers=self.workers, device=self.device, **options)
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -202,7 +279,7 @@ class Trainer:
             "history": self.history,
             "config": self.config,
             "seed": self.seed,
-        }
+        } | ({"scaler": self.scaler.state_dict()} if self.scaler is not None else {})
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` stored."""
@@ -210,6 +287,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
         restore_rng_state(state["rng"])
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
@@ -224,7 +303,7 @@ class Trainer:
     # -- the loop --------------------------------------------------------------------------
     def fit(
         self,
-        inputs: Tensor,
+        inputs: Tensor | Dataset,
         labels: Tensor,
         *,
         epochs: int,
@@ -237,7 +316,10 @@ class Trainer:
         """Train for ``epochs`` epochs (in total, counting those before a resume).
 
         Args:
-            inputs: training inputs (N, ...); kept on ``device`` and indexed per batch.
+            inputs: training inputs (N, ...); kept on ``device`` and indexed per batch. Or a
+                Dataset whose items are ``(input, label)`` (e.g. a streaming image folder):
+                read through a DataLoader with the sampler as its batch sampler and
+                ``workers`` processes, each batch moved to ``device``.
             labels: integer class labels (N,).
             epochs: total number of epochs.
             p, k: classes per batch and samples per class.
@@ -251,9 +333,10 @@ class Trainer:
         """
         if epochs < 1:
             raise InvalidArgumentError(f"epochs must be >= 1; got {epochs!r}")
-        if len(inputs) != len(labels):
+        n_inputs = len(inputs)  # type: ignore[arg-type]  # a Dataset given here must be sized
+        if n_inputs != len(labels):
             raise InvalidArgumentError(
-                f"inputs and labels must have the same length; got {len(inputs)} and {len(labels)}"
+                f"inputs and labels must have the same length; got {n_inputs} and {len(labels)}"
             )
         if resume_from is not None:
             self.load_state_dict(load_checkpoint(resume_from, map_location=self.device))
@@ -264,7 +347,8 @@ class Trainer:
             np.random.seed(self.seed % 2**32)  # noqa: NPY002 - seeds the global RNG user code may use
             if self.logger is not None:
                 self.logger.reset()
-        inputs = inputs.to(self.device)
+        if isinstance(inputs, Tensor):
+            inputs = inputs.to(self.device)
         labels = labels.to(self.device)
         sampler = sampler if sampler is not None else make_pk_sampler(labels, p, k, self.seed)
         from tqdm.auto import tqdm
@@ -281,9 +365,19 @@ class Trainer:
         self.save(self.FINAL_CHECKPOINT)
         return self.history
 
+    def _batches(
+        self, inputs: Tensor | Dataset, labels: Tensor, sampler: Any
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        if isinstance(inputs, Tensor):
+            for batch in sampler:
+                index = torch.as_tensor(batch, device=self.device)
+                yield inputs[index], labels[index]
+            return
+        yield from device_batches(self._loader(inputs, batch_sampler=sampler), self.device)
+
     def _run_epoch(
         self,
-        inputs: Tensor,
+        inputs: Tensor | Dataset,
         labels: Tensor,
         sampler: Any,
         steps_per_epoch: int | None,
@@ -294,19 +388,34 @@ class Trainer:
 
         self.model.train()
         self.epoch += 1
+        for hook in self.epoch_start_hooks:
+            hook(self)
         sampler.set_epoch(self.epoch)
         total = len(sampler) if steps_per_epoch is None else min(steps_per_epoch, len(sampler))
         losses: list[Tensor] = []
         all_stats: list[LossStats] = []
         lrs: list[float] = []
         started = time.perf_counter()
-        for i, batch in enumerate(
-            tqdm(sampler, total=total, desc=f"epoch {self.epoch}", leave=False, disable=not show)
+        group = self.accumulate_batches
+        batches = self._batches(inputs, labels, sampler)
+        for i, (batch_inputs, batch_labels) in enumerate(
+            tqdm(
+                itertools.islice(batches, total),
+                total=total,
+                desc=f"epoch {self.epoch}",
+                leave=False,
+                disable=not show,
+            )
         ):
-            if i >= total:
-                break
-            index = torch.as_tensor(batch, device=self.device)
-            value, stats = self.train_step(inputs[index], labels[index])
+            group_start = i - i % group
+            group_size = min(group, total - group_start)
+            value, stats = self.train_step(
+                batch_inputs,
+                batch_labels,
+                zero_grad=i == group_start,
+                step=i == group_start + group_size - 1,
+                loss_scale=1.0 / group_size,
+            )
             losses.append(value)
             all_stats.append(stats)
             lrs.append(self.optimizer.param_groups[0]["lr"])
