@@ -61,7 +61,7 @@ def test_nan_never_improves() -> None:
 
 def test_misspelt_monitor_names_the_available_metrics() -> None:
     stopper = EarlyStopping("map_at_5")
-    with pytest.raises(ConfigError, match="'map_at_5'.*map_at_r, precision_at_1"):
+    with pytest.raises(ConfigError, match=r"'map_at_5'.*map_at_r, precision_at_1"):
         stopper.update({"epoch": 1, "val_map_at_r": 0.5, "val_precision_at_1": 0.7})
 
 
