@@ -14,7 +14,8 @@ Example:
     >>> import tempfile, torch
     >>> from tripletlab.train.checkpoint import save_checkpoint, load_checkpoint
     >>> path = tempfile.mkdtemp() + "/last.pt"
-    >>> save_checkpoint(path, {"epoch": 1, "weights": torch.ones(2)})
+    >>> save_checkpoint(path, {"epoch": 1, "weights": torch.ones(2)}).name
+    'last.pt'
     >>> load_checkpoint(path)["epoch"]
     1
 """
@@ -24,23 +25,32 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
-__all__ = ["capture_rng_state", "load_checkpoint", "restore_rng_state", "save_checkpoint"]
+__all__ = [
+    "atomic_write",
+    "capture_rng_state",
+    "load_checkpoint",
+    "restore_rng_state",
+    "save_checkpoint",
+]
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically (temp file + fsync + ``os.replace``)."""
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Write a file atomically: ``write(handle)`` into a temp file of the same folder, fsync,
+    then ``os.replace`` it over ``path`` (a crash leaves the old file or the new, never half
+    of one). Used for checkpoints and for the run's status file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
@@ -50,6 +60,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically (temp file + fsync + ``os.replace``)."""
+    return atomic_write(path, lambda handle: torch.save(state, handle))
 
 
 def _fsync_dir(folder: Path) -> None:
