@@ -170,7 +170,12 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 row[key] = statistics.fmean(values)
                 row[f"{key}_min"] = min(values)
                 row[f"baseline_{key}"] = statistics.fmean(r["baseline"][key] for r in mine)
-            row["beats_baseline"] = all(r["test"][k] > r["baseline"][k] for r in mine for k in KEYS)
+            # digits' raw-pixel P@1 is 0.95-0.98 on a 360-image test split (one image = 0.003):
+            # the mean over seeds decides, the per-seed count is shown beside it
+            row["beats_baseline"] = all(row[k] > row[f"baseline_{k}"] for k in KEYS)
+            row["seeds_beating"] = sum(
+                all(r["test"][k] > r["baseline"][k] for k in KEYS) for r in mine
+            )
             row["alarms"] = sum(r["alarm"] is not None for r in mine)
             ratios = [r["min_d_an_ratio"] for r in mine if r["min_d_an_ratio"] is not None]
             row["min_d_an_ratio"] = min(ratios) if ratios else None
@@ -183,8 +188,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     """The table: one line per (dataset, configuration)."""
     lines = [
         "| dataset | loss / settings | P@1 (min) | MAP@R (min) | raw P@1 | raw MAP@R "
-        "| beats raw (all seeds) | collapse alarms | min d_an / start | s/run |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| beats raw (mean) | seeds beating raw | collapse alarms | min d_an / start | s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ratio = "—" if r["min_d_an_ratio"] is None else f"{r['min_d_an_ratio']:.2g}"
@@ -193,7 +198,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"| {r['precision_at_1']:.3f} ({r['precision_at_1_min']:.3f}) "
             f"| {r['map_at_r']:.3f} ({r['map_at_r_min']:.3f}) "
             f"| {r['baseline_precision_at_1']:.3f} | {r['baseline_map_at_r']:.3f} "
-            f"| {'yes' if r['beats_baseline'] else 'NO'} | {r['alarms']}/{r['n']} "
+            f"| {'yes' if r['beats_baseline'] else 'NO'} | {r['seeds_beating']}/{r['n']} "
+            f"| {r['alarms']}/{r['n']} "
             f"| {ratio} | {r['seconds']:.1f} |"
         )
     return "\n".join(lines)
