@@ -128,7 +128,10 @@ class XBMLoss(nn.Module):
         weight: λ ≥ 0 of the memory term.
         start_iteration: training-mode calls before the memory term is used.
 
-    Inputs: ``embeddings`` (B, D), ``labels`` (B,). Returns a 0-dim loss.
+    Inputs: ``embeddings`` (B, D), ``labels`` (B,). Returns a 0-dim loss; with
+    ``return_stats=True``, ``(loss, stats)`` where ``stats`` are the inner loss's statistics of
+    the batch term (``TripletStats`` for the triplet losses: the per-step values the trainer
+    logs and the collapse detector reads).
 
     Example:
         >>> from tripletlab.nn.batch_losses import BatchHardTripletLoss
@@ -163,8 +166,14 @@ class XBMLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"weight={self.weight}, start_iteration={self.start_iteration}"
 
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        total = self.loss(embeddings, labels)
+    def forward(
+        self, embeddings: Tensor, labels: Tensor, return_stats: bool = False
+    ) -> Tensor | tuple[Tensor, Any]:
+        stats = None
+        if return_stats:
+            total, stats = self.loss(embeddings, labels, return_stats=True)
+        else:
+            total = self.loss(embeddings, labels)
         use_memory = self.iteration >= self.start_iteration and len(self.memory) > 0
         if use_memory and self.weight > 0:
             mem_x, mem_y = self.memory.contents()
@@ -176,7 +185,7 @@ class XBMLoss(nn.Module):
         if self.training:
             self.memory.enqueue(embeddings.detach(), labels)
             self.iteration += 1
-        return total
+        return (total, stats) if return_stats else total
 
     def get_extra_state(self) -> dict[str, int]:
         return {"iteration": self.iteration}
