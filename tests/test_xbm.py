@@ -135,3 +135,21 @@ def test_xbm_with_the_library_batch_losses() -> None:
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     got.backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_xbm_loss_returns_the_batch_terms_stats() -> None:
+    from tripletlab.nn.batch_losses import BatchAllTripletLoss
+
+    torch.manual_seed(0)
+    x = torch.randn(16, 4)
+    y = torch.arange(16) % 4
+    inner = BatchAllTripletLoss(margin=0.2)
+    xbm = XBMLoss(inner, memory_size=32, embedding_dim=4)
+    first, stats = xbm(x, y, return_stats=True)
+    want_loss, want_stats = inner(x, y, return_stats=True)
+    torch.testing.assert_close(first, want_loss)  # memory empty: the batch term alone
+    assert stats.as_dict() == want_stats.as_dict()
+    second, _ = xbm(x, y, return_stats=True)  # now the memory term is added
+    assert float(second) > float(first)
+    assert len(xbm.memory) == 16 * 2
+    assert torch.is_tensor(xbm(x, y))  # without return_stats: a tensor, as before

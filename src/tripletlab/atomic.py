@@ -16,22 +16,25 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
-__all__ = ["atomic_torch_save", "fsync_dir"]
+__all__ = ["atomic_torch_save", "atomic_write", "fsync_dir"]
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically (parents created); returns the path."""
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Write a file atomically: ``write(handle)`` into a temp file of the same folder, fsync,
+    ``os.replace`` it over ``path``, fsync the folder (a crash leaves the old file or the new,
+    never half of one, and no temp file). Parents are created; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
@@ -41,6 +44,11 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
         raise
     fsync_dir(path.parent)
     return path
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (:func:`atomic_write`); returns the path."""
+    return atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def fsync_dir(folder: Path) -> None:

@@ -21,6 +21,13 @@ qualifying candidate contributes none. The hard and semi-hard sets are exact for
 within the ``candidates`` nearest neighbours of each anchor; negatives further away are not
 considered (raise ``candidates`` when many anchors come back empty).
 
+Data that streams: give the trainer :class:`~tripletlab.train.streaming.LazyInputs` over a
+map-style dataset instead of an input tensor; the embedding pass before each offline epoch
+then reads the dataset chunk by chunk (through a DataLoader with ``embed_workers`` worker
+processes) and each step reads only its batch's samples.
+:func:`~tripletlab.train.streaming.mine_dataset` does one such pass and the mining, for use
+outside the trainer.
+
 Memory is bounded for any N: anchors are processed ``chunk_size`` at a time (the kNN backend
 bounds its own distance blocks), the temporaries per chunk are (chunk, positives, candidates),
 and only the selected triplets (≤ N × budget) are kept.
@@ -36,9 +43,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from tripletlab.errors import InvalidArgumentError
 from tripletlab.evaluate.knn import KNNBackend, TorchKNN, iter_knn
 from tripletlab.functional.distances import METRICS, row_distance
 from tripletlab.train.mined_batches import MinedTripletLoss, TripletBatches
+from tripletlab.train.streaming import LazyInputs, embed_dataset
 from tripletlab.train.trainer import Trainer
 from tripletlab.validation import (
     check_choice,
@@ -302,6 +311,8 @@ class OfflineMiningTrainer(Trainer):
         schedule: see above.
         batch_triplets: triplets per optimiser step in offline epochs.
         embed_batch_size: batch size of the embedding pass before mining.
+        embed_workers: DataLoader worker processes of that pass when the inputs are
+            :class:`~tripletlab.train.streaming.LazyInputs` (a dataset that streams).
     """
 
     def __init__(
@@ -311,13 +322,33 @@ class OfflineMiningTrainer(Trainer):
         schedule: str = "alternate",
         batch_triplets: int = 128,
         embed_batch_size: int = 1024,
+        embed_workers: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        if isinstance(embed_workers, bool) or embed_workers < 0:
+            raise InvalidArgumentError(f"embed_workers must be >= 0; got {embed_workers!r}")
+        self.embed_workers = int(embed_workers)
         self.miner = miner or OfflineMiner()
         self.schedule = check_choice(schedule, "schedule", SCHEDULES)
         self.batch_triplets = check_positive_int(batch_triplets, "batch_triplets")
         self.embed_batch_size = check_positive_int(embed_batch_size, "embed_batch_size")
+
+    def _embed_for_mining(self, inputs: Any) -> Tensor:
+        if not isinstance(inputs, LazyInputs) or self.embed_workers == 0:
+            return self.embed(inputs, self.embed_batch_size)  # tensors, or lazy in-process reads
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return embed_dataset(
+                self._forward,
+                inputs.dataset,
+                batch_size=self.embed_batch_size,
+                device=self.device,
+                num_workers=self.embed_workers,
+            )[0]
+        finally:
+            self.model.train(was_training)
 
     def is_offline_epoch(self, epoch: int) -> bool:
         """Whether (1-based) ``epoch`` trains on offline-mined triplets."""
@@ -340,7 +371,7 @@ class OfflineMiningTrainer(Trainer):
         import time
 
         started = time.perf_counter()
-        embeddings = self.embed(inputs, self.embed_batch_size)
+        embeddings = self._embed_for_mining(inputs)
         triplets = self.miner.mine(embeddings, labels.cpu(), seed=self.seed * 7919 + upcoming)
         mining_seconds = time.perf_counter() - started
         batches = TripletBatches(
