@@ -141,8 +141,8 @@ def load_run(path: str | Path) -> LoadedRun:
     """The run in directory ``path`` as a :class:`LoadedRun` (model in eval mode, on the CPU).
 
     Raises:
-        FileNotFoundError: no run (no checkpoint) at ``path``.
-        ConfigError: the checkpoint lacks what the run layout promises.
+        ConfigError: no run (no checkpoint) at ``path``, or its checkpoint lacks what the
+            run layout promises.
     """
     run_dir = Path(path)
     network, meta = _read_training_run(run_dir)
@@ -172,7 +172,12 @@ def _read_training_run(run_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
     """The trained network and its checkpoint metadata — the one call into train/."""
     from tripletlab.train.run import load_run as load_training_run
 
-    return load_training_run(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"no run directory at {run_dir}")
+    try:
+        return load_training_run(run_dir)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{run_dir} is not a run: {exc}") from None
 
 
 def _checkpoint_fingerprint(run_dir: Path) -> str | None:
