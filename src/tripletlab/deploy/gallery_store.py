@@ -43,7 +43,14 @@ import numpy as np
 from tripletlab.deploy.vector_index import METRICS, VectorIndex
 from tripletlab.errors import ConfigError, DataError
 
-__all__ = ["STORE_FORMAT", "GalleryStore", "IdentityInfo", "Match"]
+__all__ = [
+    "STORE_FORMAT",
+    "GalleryStore",
+    "IdentityInfo",
+    "Match",
+    "StoreError",
+    "UnknownIdentityError",
+]
 
 STORE_FORMAT = "tripletlab-gallery-store/1"
 #: How long a writer waits for another process's transaction before giving up (SQLite
@@ -73,6 +80,10 @@ CREATE INDEX IF NOT EXISTS images_by_identity ON images(identity_id);
 
 class StoreError(DataError):
     """The store cannot be used (another model's gallery, a bad name, an unknown identity)."""
+
+
+class UnknownIdentityError(StoreError):
+    """The named identity is not in the gallery."""
 
 
 @dataclass(frozen=True)
@@ -266,7 +277,7 @@ class GalleryStore:
                     "SELECT id FROM identities WHERE name = ?", (identity,)
                 ).fetchone()
                 if row is None:
-                    raise StoreError(f"no identity {identity!r} in the gallery")
+                    raise UnknownIdentityError(f"no identity {identity!r} in the gallery")
                 (count,) = self._db.execute(
                     "SELECT COUNT(*) FROM images WHERE identity_id = ?", row
                 ).fetchone()
