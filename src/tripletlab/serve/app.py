@@ -23,8 +23,8 @@ Example:
     >>> app = create_app("bundle/")  # doctest: +SKIP
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: FastAPI reads the route signatures'
+# annotations at run time, and the module-level aliases below must be real objects.
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -64,6 +64,8 @@ DEFAULT_MAX_UPLOAD_BYTES = 16 * 1024 * 1024
 MAX_FILES = 32
 MAX_TOP_K = 100
 STATIC_DIR = Path(__file__).with_name("static")
+
+Files = Annotated[list[UploadFile], File(description="images (or .npy arrays)")]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 422, 500)
@@ -141,7 +143,6 @@ def _add_read_routes(
     app: FastAPI, recognizer: Recognizer, writes_enabled: bool, max_upload_bytes: int
 ) -> None:
     info = recognizer.info
-    Files = Annotated[list[UploadFile], File(description="images (or .npy arrays)")]
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
