@@ -148,6 +148,7 @@ function setUpDropZone() {
   });
   $("query-file").addEventListener("change", (e) => {
     if (e.target.files.length) identify(e.target.files[0]);
+    e.target.value = "";  // so that choosing the same file again asks again
   });
 }
 
