@@ -93,6 +93,9 @@ class OnnxEmbedder:
         options = onnxruntime.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = int(threads)
+        # Idle worker threads sleep instead of spinning: a server runs many small requests
+        # side by side, and spinning threads would steal the cores the other requests need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = onnxruntime.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
