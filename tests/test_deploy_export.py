@@ -165,3 +165,58 @@ def test_bad_export_requests_are_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="is not a run"):
         load_run(tmp_path / "empty")
+
+
+def test_a_run_served_directly_shares_its_gallery_with_its_export(exported, tmp_path):
+    from tripletlab.deploy.recognizer import Recognizer
+
+    run, _, folder = exported["cnn"]
+    faces = digit_images(3)
+    gallery = tmp_path / "shared.sqlite"
+    direct = Recognizer.open(run.source, gallery=gallery)  # the run itself, through PyTorch
+    direct.enrol("zero", [faces[0]])
+    direct.enrol("one", [faces[1]])
+    direct.close()
+    onnx_based = Recognizer.open(folder, gallery=gallery)  # same fingerprint: accepted
+    answer = onnx_based.identify([faces[1]])[0]
+    assert answer.identity == "one" and answer.distance == pytest.approx(0, abs=1e-4)
+    assert onnx_based.info.verification_threshold == 0.3
+    onnx_based.close()
+
+
+def test_array_datasets_give_a_feature_preprocess(tmp_path):
+    from tripletlab.deploy.run_loading import _preprocess_of
+
+    assert _preprocess_of("data/x.npz", (1, 8, 8), 0.0, 1.0).kind == "features"
+    assert _preprocess_of("table.csv", (64,), 0.0, 1.0).kind == "features"
+    assert _preprocess_of("faces/", (3, 32, 32), 0.0, 1.0).kind == "image"
+    assert _preprocess_of("fashion-mnist", (1, 28, 28), 0.0, 1.0).color_mode == "L"
+
+
+@pytest.mark.slow
+def test_a_trained_run_loads_exports_and_identifies(tmp_path):
+    """The whole way on a run that `run_training` really wrote (digits, MLP, 2 epochs)."""
+    from tripletlab.deploy.bundle import make_bundle
+    from tripletlab.deploy.recognizer import Recognizer
+    from tripletlab.train.config import load_config
+    from tripletlab.train.run import run_training
+
+    cfg = load_config(
+        None,
+        {
+            "out": str(tmp_path / "run"),
+            "train.epochs": 2,
+            "report.enabled": False,
+            "train.progress": False,
+        },
+    )
+    run_training(cfg)
+    run = load_run(tmp_path / "run")
+    assert run.threshold is not None and run.preprocess.kind == "image"
+    bundle = make_bundle(tmp_path / "run", tmp_path / "bundle")
+    rec = Recognizer.open(bundle)
+    faces = digit_images(20)
+    rec.enrol("first ten", faces[:10])
+    assert rec.identify(faces[:3])[0].identity == "first ten"
+    np.testing.assert_allclose(rec.embed(faces), run.embed(faces), atol=PARITY_TOLERANCE)
+    rec.close()
