@@ -165,3 +165,19 @@ def test_token_sources(tmp_path):
         resolve_token(token_file=tmp_path / "empty.txt")
     with pytest.raises(ConfigError, match="cannot read the token file"):
         resolve_token(token_file=tmp_path / "missing.txt")
+
+
+def test_a_chunked_upload_is_cut_off_at_the_limit(server):
+    boundary = "tripletlab-boundary"
+
+    def body():  # no Content-Length: the server must count what arrives
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        for _ in range(40):
+            yield b"\0" * 10_000
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+    _assert_error(server.post("/embed", content=body(), headers=headers), 413, "over the limit")

@@ -18,8 +18,7 @@ that knows the training package's internals.
 
 Example:
     >>> import torch
-    >>> from tripletlab.deploy.files import file_sha256
-from tripletlab.deploy.preprocess import Preprocess
+    >>> from tripletlab.deploy.preprocess import Preprocess
     >>> run = LoadedRun.from_module(torch.nn.Linear(3, 2), Preprocess("features", (3,)))
     >>> run.embed(np.ones((4, 3))).shape
     (4, 2)

@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from starlette.exceptions import HTTPException
+
 from tripletlab.errors import ConfigError, TripletlabError
 
 __all__ = ["TOKEN_ENV", "AuthError", "BodySizeLimit", "check_bearer", "resolve_token"]
@@ -81,10 +83,6 @@ def check_bearer(header: str | None, expected: str | None) -> None:
         raise AuthError("missing or wrong bearer token")
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodySizeLimit:
     """ASGI middleware refusing request bodies over ``limit`` bytes with a JSON 413."""
 
@@ -109,7 +107,9 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise _TooLarge
+                    # An HTTPException passes through FastAPI's body parsing unchanged (any
+                    # other exception there becomes a 400 "error parsing the body").
+                    raise HTTPException(413, self._message)
             return message
 
         async def tracking_send(message: dict) -> None:
@@ -119,14 +119,17 @@ class BodySizeLimit:
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send)
+        except HTTPException as exc:  # raised by counting_receive outside a route
+            if exc.status_code != 413 or started:
+                raise
+            await self._refuse(send)
+
+    @property
+    def _message(self) -> str:
+        return f"the request body is over the limit of {self.limit} bytes"
 
     async def _refuse(self, send: Any) -> None:
-        body = json.dumps(
-            {"message": f"the request body is over the limit of {self.limit} bytes", "status": 413}
-        ).encode()
+        body = json.dumps({"message": self._message, "status": 413}).encode()
         await send(
             {
                 "type": "http.response.start",
