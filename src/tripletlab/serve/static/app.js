@@ -75,6 +75,7 @@ function showResults(result) {
     li.append(thumbnail(match.thumbnail_url, match.identity),
               element("span", match.identity, "name"),
               element("span", `distance ${match.distance.toFixed(4)}`, "distance"));
+    if (match.within_threshold === false) li.append(element("span", "beyond the threshold", "muted"));
     list.append(li);
   }
   if (!result.matches.length) list.append(element("li", "the gallery is empty", "muted"));
