@@ -133,3 +133,24 @@ def test_preprocess_images_rgb_per_channel_and_npy(tmp_path):
 def test_a_folder_that_is_neither_export_nor_run_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="neither an exported model"):
         Recognizer.open(tmp_path)
+
+
+def test_import_tripletlab_is_lazy_and_keeps_every_public_name():
+    script = textwrap.dedent(
+        """
+        import sys
+        import tripletlab
+        assert "torch" not in sys.modules, "import tripletlab loaded torch"
+        assert set(tripletlab.__all__) <= set(dir(tripletlab))
+        for name in tripletlab.__all__:
+            assert getattr(tripletlab, name) is not None, name
+        from tripletlab import BatchAllTripletLoss, TripletEmbedder, MLP
+        assert tripletlab.functional.__name__ == "tripletlab.functional"
+        print("ok", "torch" in sys.modules)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ok", "True"]
