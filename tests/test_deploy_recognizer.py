@@ -142,14 +142,19 @@ def test_import_tripletlab_is_lazy_and_keeps_its_public_names():
         import tripletlab
         assert "torch" not in sys.modules, "import tripletlab loaded torch"
         assert set(tripletlab.__all__) <= set(dir(tripletlab))
-        from tripletlab import MLP  # the first exported name used loads its module
-        assert MLP.__module__ == "tripletlab.nn.networks" and tripletlab.MLP is MLP
-        assert tripletlab.functional.__name__ == "tripletlab.functional"
-        print("ok", "torch" in sys.modules)
+        print("ok")
         """
     )
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["ok", "True"]
+    assert out.stdout.split() == ["ok"]
+    # The names resolve to their modules' objects (torch-only ones: scikit-learn's estimator
+    # is left out, its import alone costs seconds).
+    import tripletlab
+
+    for name in set(tripletlab.__all__) - {"TripletEmbedder"}:
+        assert getattr(tripletlab, name) is not None, name
+    assert tripletlab.MLP.__module__ == "tripletlab.nn.networks"
+    assert tripletlab.functional.__name__ == "tripletlab.functional"
