@@ -220,3 +220,15 @@ def test_a_trained_run_loads_exports_and_identifies(tmp_path):
     assert rec.identify(faces[:3])[0].identity == "first ten"
     np.testing.assert_allclose(rec.embed(faces), run.embed(faces), atol=PARITY_TOLERANCE)
     rec.close()
+
+
+def test_the_lazy_package_resolves_every_public_name():
+    import tripletlab
+
+    # scikit-learn's estimator is left out: its import alone costs seconds.
+    for name in set(tripletlab.__all__) - {"TripletEmbedder"}:
+        assert getattr(tripletlab, name) is not None, name
+    assert tripletlab.MLP.__module__ == "tripletlab.nn.networks"
+    assert tripletlab.functional.__name__ == "tripletlab.functional"
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = tripletlab.Nope

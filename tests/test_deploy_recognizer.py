@@ -135,7 +135,7 @@ def test_a_folder_that_is_neither_export_nor_run_is_refused(tmp_path):
         Recognizer.open(tmp_path)
 
 
-def test_import_tripletlab_is_lazy_and_keeps_its_public_names():
+def test_import_tripletlab_loads_no_torch():
     script = textwrap.dedent(
         """
         import sys
@@ -150,11 +150,3 @@ def test_import_tripletlab_is_lazy_and_keeps_its_public_names():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["ok"]
-    # The names resolve to their modules' objects (torch-only ones: scikit-learn's estimator
-    # is left out, its import alone costs seconds).
-    import tripletlab
-
-    for name in set(tripletlab.__all__) - {"TripletEmbedder"}:
-        assert getattr(tripletlab, name) is not None, name
-    assert tripletlab.MLP.__module__ == "tripletlab.nn.networks"
-    assert tripletlab.functional.__name__ == "tripletlab.functional"
