@@ -162,3 +162,30 @@ def test_no_acknowledged_enrolment_is_lost_to_kill_9(tmp_path):
         restarted.close()
     assert len(acked) >= TRIALS * 5
     reader.close()
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean", "cosine"])
+def test_nearest_identities_equal_a_brute_force_reference(metric):
+    from tripletlab.deploy.vector_index import VectorIndex, pairwise_distances
+
+    rng = np.random.default_rng(7)
+    for trial in range(20):
+        n, dim, k = int(rng.integers(1, 60)), int(rng.integers(1, 6)), int(rng.integers(1, 8))
+        owners = rng.integers(0, 9, n)
+        vectors = rng.integers(-2, 3, (n, dim)).astype(np.float32)  # small integers: ties
+        index = VectorIndex(dim, metric)
+        index.add(np.arange(100, 100 + n), owners, vectors)
+        if trial % 3 == 0:  # removals keep the grouping right
+            index.remove_identity(int(owners[0]))
+        queries = rng.integers(-2, 3, (4, dim)).astype(np.float32)
+        found = index.nearest_identities(queries, k)
+        full = pairwise_distances(queries, index.embeddings, metric)
+        for row, matches in zip(full, found, strict=True):
+            best = {}
+            for d, owner, image in zip(row, index.identity_ids, index.image_ids, strict=True):
+                if owner not in best or d < best[owner][0]:
+                    best[owner] = (d, image)
+            expected = sorted((d, owner, image) for owner, (d, image) in best.items())[:k]
+            got = [(m.distance, m.identity_id, m.image_id) for m in matches]
+            assert [(o, i) for _, o, i in got] == [(o, i) for _, o, i in expected]
+            np.testing.assert_allclose([g[0] for g in got], [e[0] for e in expected], atol=1e-5)

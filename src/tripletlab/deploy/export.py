@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import io
+import logging
 import platform
 from pathlib import Path
 from typing import Any
@@ -115,8 +116,12 @@ def _export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> N
             "ONNX export needs onnx and onnxscript: pip install 'tripletlab[deploy]'"
         ) from None
     batch = torch.export.Dim("batch", min=1)
-    # The exporter narrates its steps on stdout; a library call stays quiet.
+    # The exporter narrates its steps on stdout and logs that torchvision's operators are
+    # skipped when torchvision is absent (irrelevant to an embedder); a library call stays quiet.
     quiet = io.StringIO()
+    registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registry_log.level
+    registry_log.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(quiet):
             program = torch.onnx.export(
@@ -124,12 +129,14 @@ def _export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> N
                 (example,),
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
-                dynamic_shapes={"x": {0: batch}},
+                dynamic_shapes=({0: batch},),  # by position: any forward argument name
                 dynamo=True,
                 verbose=False,
             )
     except Exception as exc:  # the exporter raises many types; the user needs one message
         raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        registry_log.setLevel(level)
     if program is None:
         raise ExportError("torch.onnx.export returned no program")
     atomic_write(path, lambda handle: handle.write(program.model_proto.SerializeToString()))
