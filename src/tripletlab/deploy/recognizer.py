@@ -146,13 +146,14 @@ class Recognizer:
         """A bundle, an exported folder (ONNX) or a run directory (needs torch).
 
         ``gallery``: the SQLite store to use (default: ``<path>/gallery.sqlite``, created
-        empty when missing).
+        empty when missing). ``threads``: onnxruntime's intra-op threads (PyTorch's, for a
+        run directory). ``max_pixels``: the largest image decoded.
         """
         folder = Path(path)
         if (folder / "metadata.json").is_file():
             embed, preprocess, info = _open_export(folder, threads)
         elif (folder / "checkpoints").is_dir():
-            embed, preprocess, info = _open_run(folder)
+            embed, preprocess, info = _open_run(folder, threads)
         else:
             raise ConfigError(
                 f"{folder} is neither an exported model or bundle (no metadata.json) nor a "
@@ -263,8 +264,13 @@ def _open_export(folder: Path, threads: int | None) -> tuple[Embedder, Preproces
     return embed, preprocess, info
 
 
-def _open_run(folder: Path) -> tuple[Embedder, Preprocess, ModelInfo]:
+def _open_run(folder: Path, threads: int | None) -> tuple[Embedder, Preprocess, ModelInfo]:
     from tripletlab.deploy.run_loading import load_run
+
+    if threads is not None:  # a run is served by PyTorch: its (process-wide) thread count
+        import torch
+
+        torch.set_num_threads(int(threads))
 
     run = load_run(folder)
     info = ModelInfo(
