@@ -329,6 +329,30 @@ def lab_sweep_command(
         click.echo(f"wrote {path}")
 
 
+@lab_group.command("claims")
+@click.option("--seeds", default=1000, show_default=True, help="Number of seed-protocol draws.")
+@click.option("--first-seed", default=0, show_default=True, help="First seed.")
+@click.option(
+    "--dims",
+    default="2,20",
+    show_default=True,
+    help="Dimensions m: the first for every check, all for the M_f-vs-M_g counts.",
+)
+@click.option("--steps", default=8, show_default=True, help="Steps of the §2.8/§2.9 runs.")
+@click.option("--out", default="lab-out/claims", show_default=True, help="Output folder.")
+def lab_claims_command(seeds: int, first_seed: int, dims: str, steps: int, out: str) -> None:
+    """The seed's sections 2.4–2.10 checked on many instances: verdicts, counts and
+    counterexamples (claims.json, summary.md)."""
+    from tripletlab.lab.claims import claims_report
+    from tripletlab.lab.outputs import write_claims
+
+    if seeds < 1 or steps < 1:
+        raise click.BadParameter("--seeds and --steps must be >= 1")
+    report = claims_report(seeds, _int_list(dims), steps, first_seed)
+    for path in write_claims(report, out):
+        click.echo(f"wrote {path}")
+
+
 # --- end of lab section ---------------------------------------------------------------------
 
 

@@ -143,3 +143,11 @@ def write_sweep(result: dict, out: str | Path) -> list[Path]:
         ),
         out / "summary.md",
     ]
+
+
+def write_claims(report: dict, out: str | Path) -> list[Path]:
+    """claims.json (every count) and summary.md (one verdict per claim)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.md").write_text(summary.claims_markdown(report))
+    return [_write_json(report, out / "claims.json"), out / "summary.md"]
