@@ -254,7 +254,7 @@ def lab_surface_command(
     default="mg,mf,eta_hat",
     show_default=True,
     help="Comma-separated: mg, mf, mf_corrected, eta_hat, eta_hat_safe, constant, "
-    "inv_sqrt, armijo, exact, nesterov, sgd.",
+    "inv_sqrt, armijo, exact, nesterov, sgd, dca (convex–concave procedure, needs mu > 0).",
 )
 @click.option("--iterations", default=20, show_default=True, help="Iterations per rule.")
 @click.option(
@@ -286,9 +286,9 @@ def lab_descent_command(rules: str, lr: float, floor: float, out: str, **kwargs:
 @click.option("--mu", default=1.0, show_default=True, help="Smoothing μ (0: hinge).")
 @click.option(
     "--rules",
-    default="mg,mf,mf_corrected,eta_hat,eta_hat_safe,constant,inv_sqrt,armijo,exact,nesterov",
+    default="mg,mf,mf_corrected,eta_hat,eta_hat_safe,constant,inv_sqrt,armijo,exact,nesterov,dca",
     show_default=True,
-    help="Comma-separated step rules.",
+    help="Comma-separated step rules (dca: the convex–concave procedure).",
 )
 @click.option("--iterations", default=100, show_default=True, help="Iteration budget T.")
 @click.option("--lr", default=1.0, show_default=True, help="Step of constant/inv_sqrt/nesterov.")

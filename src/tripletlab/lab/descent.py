@@ -6,6 +6,8 @@ A ← A − η_t ∇f(A) with η_t from a step rule (``step_rules.STEP_RULES``),
 - ``armijo``: backtracking from twice the previous accepted step (the first from ``armijo_init``)
 - ``sgd``: A ← A − lr/√(t+1) · ∇f_batch(A), a mini-batch of ``batch_size`` triplets drawn without
   replacement from RandomState(seed) each step (the same rows for every instance).
+- ``dca``: A ← argmin_X g_μ(X) − ⟨∇h(A), X⟩ (``dca.dca_step``); the recorded η is the equivalent
+  gradient step ‖A_{t+1} − A_t‖/‖∇f(A_t)‖.
 
 Every iterate is recorded (f, ‖A‖_F, ‖∇f‖², η, unbounded line searches), so the curves can be
 plotted and written out. Non-finite values are kept, not hidden: they are the divergence signal.
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tripletlab.lab.dca import dca_step
 from tripletlab.lab.problem import TripletProblem
 from tripletlab.lab.step_rules import (
     ALL_RULES,
@@ -125,6 +128,9 @@ def run_descent(
                 eta = backtracking(problem, A, G, losses[-1], start, cfg)
                 last_step = np.where(eta > 0, eta, last_step)
                 new = A - eta[:, None, None] * G
+            elif rule == "dca":
+                new = dca_step(problem, A)
+                eta = np.sqrt(((new - A) ** 2).sum(axis=(1, 2)) / (G * G).sum(axis=(1, 2)))
             elif rule == "exact":
                 eta, flag = exact_step(problem, A, G, cfg)
                 new = A - eta[:, None, None] * G

@@ -327,6 +327,7 @@ def sweep_experiment(
         "armijo",
         "exact",
         "nesterov",
+        "dca",
     ),
     iterations: int = 100,
     tol: float = 1e-6,

@@ -31,6 +31,7 @@ LABELS = {
     "exact": "exact line search",
     "nesterov": "Nesterov",
     "sgd": "SGD",
+    "dca": "DCA (CCP)",
 }
 DPI = 80
 DATA_NAMES = {"seed": "seed-protocol triplet", "gaussian": "Gaussian classes", "digits": "digits"}

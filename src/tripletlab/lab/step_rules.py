@@ -11,8 +11,8 @@ Each rule maps the current state (problem, A, ∇f(A), f(A), iteration t, settin
 
 and the general ones: ``constant`` (lr), ``inv_sqrt`` (lr/√(t+1)), ``armijo`` (backtracking from
 ``armijo_init``; the driver warm-starts it from twice the last accepted step), ``exact`` (exact
-line search). ``nesterov`` and ``sgd`` are methods of the
-driver (``descent.py``), not step rules.
+line search). ``nesterov``, ``sgd`` and ``dca`` (the convex–concave procedure, ``dca.py``)
+are methods of the driver (``descent.py``), not step rules.
 
 Reference: L. Jaffe (2020), sections 2.4–2.7; L. Armijo (1966), Pacific J. Math. 16(1).
 
@@ -244,7 +244,7 @@ STEP_RULES: dict[str, StepRule] = {
 
 SEED_RULES = ("mg", "mf", "eta_hat")
 SINGLE_TRIPLET_RULES = ("mg", "mf", "mf_corrected", "eta_hat", "eta_hat_safe")
-METHODS = ("nesterov", "sgd")
+METHODS = ("nesterov", "sgd", "dca")
 ALL_RULES = tuple(STEP_RULES) + METHODS
 
 

@@ -20,6 +20,7 @@ MD_LABELS = {
     "exact": "exact line search",
     "nesterov": "Nesterov",
     "sgd": "SGD (lr/√(t+1))",
+    "dca": "DCA (CCP)",
 }
 LABELS = MD_LABELS
 
