@@ -329,6 +329,61 @@ def lab_sweep_command(
         click.echo(f"wrote {path}")
 
 
+def _settings_list(text: str) -> list[tuple[int, int]]:
+    """'30x1,300x2' → [(30, 1), (300, 2)]: (triplets n, output rows d)."""
+    try:
+        return [tuple(int(k) for k in x.split("x")) for x in _str_list(text)]  # type: ignore[misc]
+    except ValueError as err:
+        raise click.BadParameter(f"expected NxD pairs like 30x1,300x2; got {text!r}") from err
+
+
+@lab_group.command("data-sweep")
+@click.option(
+    "--data", default="gaussian", show_default=True, type=click.Choice(["gaussian", "digits"])
+)
+@click.option("--seeds", default=20, show_default=True, help="Instances per setting.")
+@click.option("--first-seed", default=0, show_default=True, help="First seed.")
+@click.option(
+    "--settings",
+    "settings_text",
+    default="30x1,30x2,300x2",
+    show_default=True,
+    help="Comma-separated NxD: n triplets, d output rows.",
+)
+@click.option("--m", default=5, show_default=True, help="Input dimension (gaussian).")
+@click.option("--alpha", default=0.1, show_default=True, help="Margin α.")
+@click.option("--mu", default=0.1, show_default=True, help="Smoothing μ.")
+@click.option(
+    "--rules",
+    default="constant,armijo,exact,nesterov,dca,sgd",
+    show_default=True,
+    help="Comma-separated rules that work for n > 1.",
+)
+@click.option("--iterations", default=100, show_default=True, help="Budget in epochs.")
+@click.option("--lr", default=0.05, show_default=True, help="Step of constant/nesterov/sgd.")
+@click.option("--batch-size", default=32, show_default=True, help="SGD mini-batch (triplets).")
+@click.option("--gap", default=1e-3, show_default=True, help="Relative target gap.")
+@click.option("--bias/--no-bias", default=False, show_default=True, help="Also run φ = Ax + b.")
+@click.option("--out", default="lab-out/data-sweep", show_default=True, help="Output folder.")
+def lab_data_sweep_command(
+    settings_text: str, rules: str, lr: float, out: str, **kwargs: Any
+) -> None:
+    """Beyond n = d = 1: every rule on many labelled instances per (n, d), with α, μ, SGD at equal
+    per-triplet work, and optionally a bias term (CSV, JSON, summary.md)."""
+    from tripletlab.lab.data_sweep import data_sweep
+    from tripletlab.lab.outputs import write_data_sweep
+    from tripletlab.lab.step_rules import StepSettings
+
+    result = data_sweep(
+        settings=_settings_list(settings_text),
+        rules=_str_list(rules),
+        step=StepSettings(lr=lr),
+        **kwargs,
+    )
+    for path in write_data_sweep(result, out):
+        click.echo(f"wrote {path}")
+
+
 @lab_group.command("claims")
 @click.option("--seeds", default=1000, show_default=True, help="Number of seed-protocol draws.")
 @click.option("--first-seed", default=0, show_default=True, help="First seed.")

@@ -151,3 +151,20 @@ def write_claims(report: dict, out: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.md").write_text(summary.claims_markdown(report))
     return [_write_json(report, out / "claims.json"), out / "summary.md"]
+
+
+def write_data_sweep(result: dict, out: str | Path) -> list[Path]:
+    """data_sweep.csv (one row per setting and rule), data_sweep.json, summary.md."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = result["rows"]
+    with open(out / "data_sweep.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "summary.md").write_text(summary.data_sweep_markdown(result))
+    return [
+        out / "data_sweep.csv",
+        _write_json(result, out / "data_sweep.json"),
+        out / "summary.md",
+    ]

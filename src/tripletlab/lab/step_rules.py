@@ -31,7 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from tripletlab.lab.problem import TripletProblem
 
@@ -58,6 +57,11 @@ class StepSettings:
     max_halvings: int = 60
     max_step: float = 1e6
 
+
+# Golden-section search: interval shrink factor (√5 − 1)/2, and 80 iterations (0.618⁸⁰ ≈ 2e-17
+# of the bracket: to float64 resolution).
+GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
+GOLDEN_ITERATIONS = 80
 
 StepRule = Callable[
     [TripletProblem, np.ndarray, np.ndarray, np.ndarray, int, StepSettings], np.ndarray
@@ -188,28 +192,38 @@ def exact_single(
 def exact_general(
     problem: TripletProblem, A: np.ndarray, G: np.ndarray, cfg: StepSettings
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact line search for any n: a log-spaced scan of η ∈ [0, max_step], then scipy's bounded
-    Brent search in the bracket around the best scan point, per instance. Returns (η, unbounded)
-    where unbounded marks a minimum at ``max_step``."""
+    """Exact line search for any n: a log-spaced scan of η ∈ [0, max_step], then a golden-section
+    search in the bracket around the best scan point, vectorised over the instances (one batched
+    loss evaluation per iteration). Returns (η, unbounded) where unbounded marks a minimum at
+    ``max_step``."""
     grid = np.concatenate([[0.0], np.logspace(-8, np.log10(cfg.max_step), 57)])
-    values = np.stack([problem.loss(A - e * G) for e in grid], axis=1)
+    with np.errstate(all="ignore"):
+        values = np.stack([problem.loss(A - e * G) for e in grid], axis=1)
     best = np.nanargmin(values, axis=1)
-    eta = grid[best].copy()
-    for s in range(problem.batch):  # one scalar minimisation per instance; S is small here
-        k = best[s]
-        lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
-        if hi <= lo:
-            continue
-        sub = problem_row(problem, s)
-        res = minimize_scalar(
-            lambda e, s=s, sub=sub: float(sub.loss(A[s : s + 1] - e * G[s : s + 1])[0]),
-            bounds=(lo, hi),
-            method="bounded",
-            options={"xatol": 1e-12 * max(hi, 1e-12)},
+    lo, hi = grid[np.maximum(best - 1, 0)], grid[np.minimum(best + 1, len(grid) - 1)]
+    eta, f_best = grid[best], values[np.arange(problem.batch), best]
+
+    def along(e: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            f = problem.loss(A - e[:, None, None] * G)
+        return np.where(np.isfinite(f), f, np.inf)
+
+    x1, x2 = hi - GOLDEN * (hi - lo), lo + GOLDEN * (hi - lo)
+    f1, f2 = along(x1), along(x2)
+    for _ in range(GOLDEN_ITERATIONS):
+        left = f1 <= f2  # the minimum lies in [lo, x2]
+        hi, lo = np.where(left, x2, hi), np.where(left, lo, x1)
+        x2, f2, x1, f1 = (
+            np.where(left, x1, lo + GOLDEN * (hi - lo)),
+            np.where(left, f1, np.nan),
+            np.where(left, hi - GOLDEN * (hi - lo), x2),
+            np.where(left, np.nan, f2),
         )
-        if res.fun <= values[s, k]:
-            eta[s] = res.x
-    return eta, best == len(grid) - 1
+        f1 = np.where(left, along(x1), f1)
+        f2 = np.where(left, f2, along(x2))
+    x, fx = np.where(f1 <= f2, x1, x2), np.minimum(f1, f2)
+    better = fx <= f_best
+    return np.where(better, x, eta), best == len(grid) - 1
 
 
 def problem_row(problem: TripletProblem, s: int) -> TripletProblem:

@@ -234,3 +234,49 @@ def claims_markdown(report: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+DATA_SWEEP_COLUMNS = (
+    ("n", "n"),
+    ("d", "d"),
+    ("rule", "rule"),
+    ("reached", "reached"),
+    ("median_epochs", "median epochs"),
+    ("median_final_f", "median final f"),
+    ("median_final_relative_gap", "median final gap"),
+    ("median_final_grad_sq", "median final ‖∇f‖²"),
+    ("non_monotone", "non-monotone"),
+    ("nonfinite", "non-finite"),
+    ("max_bias_effect", "max |f_bias − f|"),
+)
+
+
+def data_sweep_markdown(result: dict) -> str:
+    """The labelled-data sweep as a table: one row per (n, d, rule)."""
+    c = result["config"]
+    columns = [(k, t) for k, t in DATA_SWEEP_COLUMNS if k in result["rows"][0]]
+    lines = [
+        f"# Data sweep: {c['seeds']} {c['data']} instances per setting, α = {_fmt(c['alpha'])}, "
+        f"μ = {_fmt(c['mu'])}, {c['iterations']} epochs, lr = {_fmt(c['lr'])}, "
+        f"SGD batch {c['batch_size']}",
+        "",
+        f"'reached': fraction of instances with f_t − f_ref ≤ {c['gap']:g}·(f_0 − f_ref) within the "
+        "budget, f_ref the lowest f any rule reached on that instance; epochs: full-batch "
+        "iterations, or SGD steps × batch / n (equal per-triplet gradient work); gap = "
+        "(f_T − f_ref)/(f_0 − f_ref).",
+        "",
+        "| " + " | ".join(t for _, t in columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
+    for row in result["rows"]:
+        cells = []
+        for key, _ in columns:
+            value = row.get(key)
+            if key == "rule":
+                cells.append(LABELS.get(value, value).replace("|", "\\|"))
+            elif key == "reached":
+                cells.append(f"{100 * value:.0f}%")
+            else:
+                cells.append(_fmt(value, 3))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
