@@ -384,6 +384,38 @@ def lab_data_sweep_command(
         click.echo(f"wrote {path}")
 
 
+@lab_group.command("contrastive")
+@click.option(
+    "--data", default="gaussian", show_default=True, type=click.Choice(["gaussian", "digits"])
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the instance (and SGD).")
+@click.option("--n", default=200, show_default=True, help="Triplets; each gives 2 pairs.")
+@click.option("--m", default=5, show_default=True, help="Input dimension (gaussian).")
+@click.option("--d", default=2, show_default=True, help="Embedding dimension.")
+@click.option("--eps", default=1.0, show_default=True, help="Negative margin ε.")
+@click.option("--mu", default=0.1, show_default=True, help="Smoothing μ (> 0).")
+@click.option(
+    "--rules",
+    default="global_l,constant,armijo,exact,nesterov,dca,sgd",
+    show_default=True,
+    help="Comma-separated rules (global_l: η = 1/L, L the global smoothness constant).",
+)
+@click.option("--iterations", default=100, show_default=True, help="Iterations per rule.")
+@click.option("--lr", default=0.05, show_default=True, help="Step of constant/nesterov/sgd.")
+@click.option("--batch-size", default=32, show_default=True, help="SGD mini-batch (pairs).")
+@click.option("--out", default="lab-out/contrastive", show_default=True, help="Output folder.")
+def lab_contrastive_command(rules: str, lr: float, out: str, **kwargs: Any) -> None:
+    """The contrastive loss through the same analysis: DC form, global smoothness constant, the
+    same step rules, against the triplet loss on the same triplets (PNG, CSV, JSON, summary.md)."""
+    from tripletlab.lab.contrastive_experiment import contrastive_experiment
+    from tripletlab.lab.outputs import write_contrastive
+    from tripletlab.lab.step_rules import StepSettings
+
+    result = contrastive_experiment(rules=_str_list(rules), settings=StepSettings(lr=lr), **kwargs)
+    for path in write_contrastive(result, out):
+        click.echo(f"wrote {path}")
+
+
 @lab_group.command("claims")
 @click.option("--seeds", default=1000, show_default=True, help="Number of seed-protocol draws.")
 @click.option("--first-seed", default=0, show_default=True, help="First seed.")

@@ -168,3 +168,33 @@ def write_data_sweep(result: dict, out: str | Path) -> list[Path]:
         _write_json(result, out / "data_sweep.json"),
         out / "summary.md",
     ]
+
+
+def write_contrastive(result: dict, out: str | Path) -> list[Path]:
+    """contrastive.png, curves.csv (rule, t, f, ‖∇f‖², local smoothness, triplet f),
+    contrastive.json, summary.md."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "curves.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["rule", "t", "f", "grad_sq", "local_smoothness", "triplet_f"])
+        for rule, traj in result["trajectories"].items():
+            triplet = result["triplet"].get(rule)
+            for t in range(len(traj.loss)):
+                writer.writerow(
+                    [
+                        rule,
+                        t,
+                        _num(traj.loss[t, 0]),
+                        _num(traj.grad_sq[t, 0]),
+                        _num(result["local"][rule][t]),
+                        _num(triplet.loss[t, 0]) if triplet is not None else "",
+                    ]
+                )
+    (out / "summary.md").write_text(summary.contrastive_markdown(result))
+    return [
+        figures.contrastive_figure(result, out / "contrastive.png"),
+        out / "curves.csv",
+        _write_json(result["summary"], out / "contrastive.json"),
+        out / "summary.md",
+    ]

@@ -9,7 +9,8 @@ Each rule maps the current state (problem, A, ∇f(A), f(A), iteration t, settin
 - ``eta_hat``      η̂ = 1/(2 s λmax(B)), s = sigmoid(z/μ) (the seed's q): A ← A(I − B/λmax)
 - ``eta_hat_safe`` η̂ with s floored at ``floor`` (η ≤ 1/(2·floor·λmax)), then Armijo backtracking
 
-and the general ones: ``constant`` (lr), ``inv_sqrt`` (lr/√(t+1)), ``armijo`` (backtracking from
+``global_l`` η = 1/L for objectives with a global smoothness constant L (the contrastive
+loss; the triplet loss has none), and the general ones: ``constant`` (lr), ``inv_sqrt`` (lr/√(t+1)), ``armijo`` (backtracking from
 ``armijo_init``; the driver warm-starts it from twice the last accepted step), ``exact`` (exact
 line search). ``nesterov``, ``sgd`` and ``dca`` (the convex–concave procedure, ``dca.py``)
 are methods of the driver (``descent.py``), not step rules.
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tripletlab.errors import ConfigError
 from tripletlab.lab.problem import TripletProblem
 
 
@@ -131,6 +133,15 @@ def _eta_hat(problem, A, G, f, t, cfg):
 
 def _eta_hat_safe(problem, A, G, f, t, cfg):
     return backtracking(problem, A, G, f, eta_hat(problem, A, floor=cfg.floor), cfg)
+
+
+def _global_l(problem, A, G, f, t, cfg):
+    if not hasattr(problem, "global_smoothness"):
+        raise ConfigError(
+            "rule 'global_l' needs a globally smooth objective (the contrastive loss); the "
+            "triplet loss has no global smoothness constant"
+        )
+    return 1.0 / problem.global_smoothness()
 
 
 def _constant(problem, A, G, f, t, cfg):
@@ -235,7 +246,7 @@ def exact_step(
     problem: TripletProblem, A: np.ndarray, G: np.ndarray, cfg: StepSettings
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact line search: closed form for n = 1, scan + Brent otherwise. Returns (η, unbounded)."""
-    if problem.n == 1:
+    if isinstance(problem, TripletProblem) and problem.n == 1:
         return exact_single(problem, A, G, cfg)
     return exact_general(problem, A, G, cfg)
 
@@ -250,6 +261,7 @@ STEP_RULES: dict[str, StepRule] = {
     "mf_corrected": _mf_corrected,
     "eta_hat": _eta_hat,
     "eta_hat_safe": _eta_hat_safe,
+    "global_l": _global_l,
     "constant": _constant,
     "inv_sqrt": _inv_sqrt,
     "armijo": _armijo,

@@ -21,6 +21,7 @@ MD_LABELS = {
     "nesterov": "Nesterov",
     "sgd": "SGD (lr/√(t+1))",
     "dca": "DCA (CCP)",
+    "global_l": "1/L (global)",
 }
 LABELS = MD_LABELS
 
@@ -279,4 +280,30 @@ def data_sweep_markdown(result: dict) -> str:
             else:
                 cells.append(_fmt(value, 3))
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def contrastive_markdown(result: dict) -> str:
+    """Per rule: f on the contrastive loss and on the triplet loss of the same triplets, and the
+    largest true local smoothness met against the global constant L."""
+    s = result["summary"]
+    lines = [
+        f"# Contrastive loss: data {s['data']}, seed {s['seed']}, m = {s['m']}, d = {s['d']}, "
+        f"{s['n']} pairs, ε = {_fmt(s['eps'])}, μ = {_fmt(s['mu'])}",
+        "",
+        f"f(A⁰) = {s['f0']:.6g}, {s['iterations']} iterations, lr = {_fmt(s['lr'])}. Global "
+        f"smoothness constant L = {_fmt(s['global_smoothness'])}; largest true max|eig ∇²f| met "
+        f"on any run: {_fmt(s['max_local_smoothness'])} (L holds: "
+        f"{_fmt(s['max_local_smoothness'] <= s['global_smoothness'])}).",
+        "",
+        "| rule | f final (contrastive) | f final (triplet, same data) | monotone | "
+        "‖∇f‖² final | max local smoothness |",
+        "|---|---|---|---|---|---|",
+    ]
+    for rule, r in s["rules"].items():
+        lines.append(
+            f"| {LABELS.get(rule, rule)} | {_fmt(r['f_final'])} | "
+            f"{_fmt(r.get('triplet_f_final'))} | {_fmt(r['monotone'])} | "
+            f"{_fmt(r['grad_sq_final'])} | {_fmt(r['max_local_smoothness'])} |"
+        )
     return "\n".join(lines) + "\n"
