@@ -120,7 +120,8 @@ def eta_hat_closed_form(problem: TripletProblem, w0: np.ndarray, t: int) -> dict
     x = w0[:, 0]
     c_min = np.einsum("si,si->s", x, vecs[:, :, 0])
     c_max = np.einsum("si,si->s", x, vecs[:, :, -1])
-    growth = (1 - lam[:, 0] / lam[:, -1]) ** (2 * t)
+    with np.errstate(over="ignore"):  # (1 + κ)^{2t} may overflow to inf: the norm diverges
+        growth = (1 - lam[:, 0] / lam[:, -1]) ** (2 * t)
     norm0_sq = (x * x).sum(-1)
     norm_sq = norm0_sq - c_max**2 - c_min**2 + c_min**2 * growth
     z = problem.alpha + lam[:, 0] * c_min**2 * growth

@@ -56,7 +56,8 @@ PINV_RCOND = 1e-13
 class DCProblem(Protocol):
     """What DCA needs of a problem: the convex parts, their gradients and ∇²g."""
 
-    mu: float
+    @property
+    def mu(self) -> float: ...
 
     def dc_values(self, A: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 

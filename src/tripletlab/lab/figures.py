@@ -142,7 +142,7 @@ def descent_figure(
     return _save(fig, path)
 
 
-def smoothness_figure(result: dict, path: Path, rules: list[str] | None = None) -> Path:
+def smoothness_figure(result: dict, path: Path, rules: list[str] | None = None) -> Path | None:
     """True local smoothness max|eig ∇²f|, max|eig ∇²g| against M_f, M_g along each trajectory."""
     bounds = result["bounds"]
     rules = [r for r in (rules or list(bounds)) if "M_f" in bounds[r]]
