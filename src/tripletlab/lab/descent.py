@@ -6,6 +6,8 @@ A ← A − η_t ∇f(A) with η_t from a step rule (``step_rules.STEP_RULES``),
 - ``armijo``: backtracking from twice the previous accepted step (the first from ``armijo_init``)
 - ``sgd``: A ← A − lr/√(t+1) · ∇f_batch(A), a mini-batch of ``batch_size`` triplets drawn without
   replacement from RandomState(seed) each step (the same rows for every instance).
+- ``dca``: A ← argmin_X g_μ(X) − ⟨∇h(A), X⟩ (``dca.dca_step``); the recorded η is the equivalent
+  gradient step ‖A_{t+1} − A_t‖/‖∇f(A_t)‖.
 
 Every iterate is recorded (f, ‖A‖_F, ‖∇f‖², η, unbounded line searches), so the curves can be
 plotted and written out. Non-finite values are kept, not hidden: they are the divergence signal.
@@ -26,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tripletlab.lab.contrastive import ContrastiveProblem
+from tripletlab.lab.dca import dca_step
 from tripletlab.lab.problem import TripletProblem
 from tripletlab.lab.step_rules import (
     ALL_RULES,
@@ -35,6 +39,10 @@ from tripletlab.lab.step_rules import (
     backtracking,
     exact_step,
 )
+
+# Every problem the driver runs: the triplet loss, and the contrastive loss (the rules that need
+# a single triplet check for TripletProblem themselves).
+Problem = TripletProblem | ContrastiveProblem
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,7 @@ class Trajectory:
         return np.all((diff <= 1e-12 * np.abs(self.loss[:-1])) | ~np.isfinite(diff), axis=0)
 
 
-def _check_rule(problem: TripletProblem, rule: str) -> None:
+def _check_rule(problem: Problem, rule: str) -> None:
     if rule not in ALL_RULES:
         raise ValueError(f"rule must be one of {', '.join(ALL_RULES)}; got {rule!r}")
     if rule in SINGLE_TRIPLET_RULES and problem.n != 1:
@@ -86,7 +94,7 @@ def _check_rule(problem: TripletProblem, rule: str) -> None:
 
 
 def run_descent(
-    problem: TripletProblem,
+    problem: Problem,
     A0: np.ndarray,
     rule: str,
     iterations: int,
@@ -122,14 +130,17 @@ def run_descent(
             elif rule == "armijo":
                 # warm start: try twice the last accepted step (Nocedal & Wright, sec. 3.5)
                 start = np.minimum(2.0 * last_step, cfg.max_step)
-                eta = backtracking(problem, A, G, losses[-1], start, cfg)
+                eta = backtracking(problem, A, G, losses[-1], start, cfg)  # type: ignore[arg-type]
                 last_step = np.where(eta > 0, eta, last_step)
                 new = A - eta[:, None, None] * G
+            elif rule == "dca":
+                new = dca_step(problem, A)
+                eta = np.sqrt(((new - A) ** 2).sum(axis=(1, 2)) / (G * G).sum(axis=(1, 2)))
             elif rule == "exact":
-                eta, flag = exact_step(problem, A, G, cfg)
+                eta, flag = exact_step(problem, A, G, cfg)  # type: ignore[arg-type]
                 new = A - eta[:, None, None] * G
             else:
-                eta = STEP_RULES[rule](problem, A, G, losses[-1], t, cfg)
+                eta = STEP_RULES[rule](problem, A, G, losses[-1], t, cfg)  # type: ignore[arg-type]
                 new = A - eta[:, None, None] * G
             previous, A = A, new
             G = problem.gradient(A)

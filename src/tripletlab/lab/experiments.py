@@ -327,6 +327,7 @@ def sweep_experiment(
         "armijo",
         "exact",
         "nesterov",
+        "dca",
     ),
     iterations: int = 100,
     tol: float = 1e-6,
@@ -339,7 +340,8 @@ def sweep_experiment(
     non-monotone runs, ‖w‖ blow-ups and (for the seed's rules) how often M_f, M_g fail to bound
     the true local smoothness along the trajectory."""
     settings = settings or StepSettings()
-    rows, instances = [], {}
+    rows: list[dict] = []
+    instances: dict[int, dict[str, float | int | None]] = {}
     for m in dims:
         problem, A0 = seed_batch(np.arange(first_seed, first_seed + seeds), m=m, alpha=alpha, mu=mu)
         lam = problem.eigenvalues

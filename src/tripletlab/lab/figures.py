@@ -31,6 +31,8 @@ LABELS = {
     "exact": "exact line search",
     "nesterov": "Nesterov",
     "sgd": "SGD",
+    "dca": "DCA (CCP)",
+    "global_l": r"$1/L$ (global)",
 }
 DPI = 80
 DATA_NAMES = {"seed": "seed-protocol triplet", "gaussian": "Gaussian classes", "digits": "digits"}
@@ -140,7 +142,7 @@ def descent_figure(
     return _save(fig, path)
 
 
-def smoothness_figure(result: dict, path: Path, rules: list[str] | None = None) -> Path:
+def smoothness_figure(result: dict, path: Path, rules: list[str] | None = None) -> Path | None:
     """True local smoothness max|eig ∇²f|, max|eig ∇²g| against M_f, M_g along each trajectory."""
     bounds = result["bounds"]
     rules = [r for r in (rules or list(bounds)) if "M_f" in bounds[r]]
@@ -218,5 +220,48 @@ def sweep_figure(result: dict, path: Path) -> Path:
     axes[1].set_ylim(bottom=0)
     axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(f"Sweep: alpha={cfg['alpha']:g}, mu={cfg['mu']:g}, lr={cfg['lr']:g}", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def contrastive_figure(result: dict, path: Path) -> Path:
+    """The contrastive loss: f and ‖∇f‖² per rule (the triplet loss on the same triplets dashed),
+    and the true local smoothness along each run under the global constant L."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    for k, (rule, traj) in enumerate(result["trajectories"].items()):
+        style = {"linewidth": 1.2, "color": f"C{k % 10}"}
+        label = LABELS.get(rule, rule)
+        _log_plot(axes[0], _floored(traj.loss[:, 0]), label, **style)
+        if rule in result["triplet"]:
+            _log_plot(
+                axes[0],
+                _floored(result["triplet"][rule].loss[:, 0]),
+                "_nolegend_",
+                linestyle="--",
+                linewidth=0.9,
+                color=f"C{k % 10}",
+            )
+        _log_plot(axes[1], _floored(traj.grad_sq[:, 0]), label, **style)
+        _log_plot(axes[2], result["local"][rule], label, **style)
+    axes[2].axhline(
+        result["summary"]["global_smoothness"], color="k", linestyle=":", label="global L"
+    )
+    titles = (
+        "f (solid: contrastive, dashed: triplet)",
+        r"$\|\nabla f\|^2$ (contrastive)",
+        r"max|eig $\nabla^2 f$| vs global $L$",
+    )
+    for ax, name in zip(axes, titles, strict=True):
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("iteration t")
+        ax.grid(alpha=0.3, which="both")
+    _clip(axes[0])
+    axes[2].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    s = result["summary"]
+    fig.suptitle(
+        f"Contrastive loss, {DATA_NAMES.get(s['data'], s['data'])}, seed {s['seed']}, "
+        f"m={s['m']}, d={s['d']}, {s['n']} pairs, eps={s['eps']:g}, mu={s['mu']:g}",
+        fontsize=10,
+    )
     fig.tight_layout()
     return _save(fig, path)

@@ -33,7 +33,8 @@ from tripletlab.validation import check_nonnegative
 
 def _projections(A: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(Auᵢ, Avᵢ) for every instance and triplet, each of shape (S, n, d)."""
-    return np.einsum("sdm,snm->snd", A, u), np.einsum("sdm,snm->snd", A, v)
+    At = np.swapaxes(A, 1, 2)  # batched GEMMs: several times faster than the einsum
+    return np.matmul(u, At), np.matmul(v, At)
 
 
 def squared_distances(A: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +88,7 @@ def activation(z: np.ndarray, mu: float) -> np.ndarray:
 
 def _weighted_outer(weights: np.ndarray, Ax: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Σᵢ wᵢ (Axᵢ) xᵢᵀ, shape (S, d, m)."""
-    return np.einsum("sn,snd,snm->sdm", weights, Ax, x)
+    return np.matmul(np.swapaxes(Ax * weights[..., None], 1, 2), x)
 
 
 def gradient(A: np.ndarray, u: np.ndarray, v: np.ndarray, alpha: float, mu: float) -> np.ndarray:

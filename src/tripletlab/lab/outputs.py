@@ -143,3 +143,58 @@ def write_sweep(result: dict, out: str | Path) -> list[Path]:
         ),
         out / "summary.md",
     ]
+
+
+def write_claims(report: dict, out: str | Path) -> list[Path]:
+    """claims.json (every count) and summary.md (one verdict per claim)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.md").write_text(summary.claims_markdown(report))
+    return [_write_json(report, out / "claims.json"), out / "summary.md"]
+
+
+def write_data_sweep(result: dict, out: str | Path) -> list[Path]:
+    """data_sweep.csv (one row per setting and rule), data_sweep.json, summary.md."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = result["rows"]
+    with open(out / "data_sweep.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "summary.md").write_text(summary.data_sweep_markdown(result))
+    return [
+        out / "data_sweep.csv",
+        _write_json(result, out / "data_sweep.json"),
+        out / "summary.md",
+    ]
+
+
+def write_contrastive(result: dict, out: str | Path) -> list[Path]:
+    """contrastive.png, curves.csv (rule, t, f, ‖∇f‖², local smoothness, triplet f),
+    contrastive.json, summary.md."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "curves.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["rule", "t", "f", "grad_sq", "local_smoothness", "triplet_f"])
+        for rule, traj in result["trajectories"].items():
+            triplet = result["triplet"].get(rule)
+            for t in range(len(traj.loss)):
+                writer.writerow(
+                    [
+                        rule,
+                        t,
+                        _num(traj.loss[t, 0]),
+                        _num(traj.grad_sq[t, 0]),
+                        _num(result["local"][rule][t]),
+                        _num(triplet.loss[t, 0]) if triplet is not None else "",
+                    ]
+                )
+    (out / "summary.md").write_text(summary.contrastive_markdown(result))
+    return [
+        figures.contrastive_figure(result, out / "contrastive.png"),
+        out / "curves.csv",
+        _write_json(result["summary"], out / "contrastive.json"),
+        out / "summary.md",
+    ]

@@ -67,6 +67,32 @@ class TripletProblem:
     def hessian(self, A: np.ndarray) -> np.ndarray:
         return objective.hessian(A, self.u, self.v, self.alpha, self.mu)
 
+    def dc_values(self, A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(g_μ(A), h(A)), each (S,)."""
+        return objective.dc_parts(A, self.u, self.v, self.alpha, self.mu)
+
+    def dc_gradients(self, A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(∇g_μ(A), ∇h(A)), each (S, d, m)."""
+        return objective.dc_gradients(A, self.u, self.v, self.alpha, self.mu)
+
+    def g_hessian(self, A: np.ndarray) -> np.ndarray:
+        """∇²g_μ(A), shape (S, d·m, d·m) (positive semidefinite)."""
+        return objective.dc_hessians(A, self.u, self.v, self.alpha, self.mu)[0]
+
+    def data_rows(self) -> np.ndarray:
+        """Every uᵢ and vᵢ, shape (S, 2n, m): the gradients' rows lie in their span."""
+        return np.concatenate([self.u, self.v], axis=1)
+
+    def project(self, Q: np.ndarray) -> TripletProblem:
+        """The same problem on the data in the coordinates of the orthonormal columns of Q
+        (S, m, r): uᵢ ↦ Qᵀuᵢ (exact when every uᵢ, vᵢ lies in the span of Q)."""
+        return TripletProblem(
+            np.einsum("snm,smk->snk", self.u, Q),
+            np.einsum("snm,smk->snk", self.v, Q),
+            self.alpha,
+            self.mu,
+        )
+
     def activation(self, A: np.ndarray) -> np.ndarray:
         """sᵢ = sigmoid(zᵢ/μ), shape (S, n) (the seed's q for n = 1)."""
         return objective.activation(objective.margins(A, self.u, self.v, self.alpha), self.mu)

@@ -9,10 +9,11 @@ Each rule maps the current state (problem, A, ∇f(A), f(A), iteration t, settin
 - ``eta_hat``      η̂ = 1/(2 s λmax(B)), s = sigmoid(z/μ) (the seed's q): A ← A(I − B/λmax)
 - ``eta_hat_safe`` η̂ with s floored at ``floor`` (η ≤ 1/(2·floor·λmax)), then Armijo backtracking
 
-and the general ones: ``constant`` (lr), ``inv_sqrt`` (lr/√(t+1)), ``armijo`` (backtracking from
+``global_l`` η = 1/L for objectives with a global smoothness constant L (the contrastive
+loss; the triplet loss has none), and the general ones: ``constant`` (lr), ``inv_sqrt`` (lr/√(t+1)), ``armijo`` (backtracking from
 ``armijo_init``; the driver warm-starts it from twice the last accepted step), ``exact`` (exact
-line search). ``nesterov`` and ``sgd`` are methods of the
-driver (``descent.py``), not step rules.
+line search). ``nesterov``, ``sgd`` and ``dca`` (the convex–concave procedure, ``dca.py``)
+are methods of the driver (``descent.py``), not step rules.
 
 Reference: L. Jaffe (2020), sections 2.4–2.7; L. Armijo (1966), Pacific J. Math. 16(1).
 
@@ -31,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
+from tripletlab.errors import ConfigError
 from tripletlab.lab.problem import TripletProblem
 
 
@@ -58,6 +59,11 @@ class StepSettings:
     max_halvings: int = 60
     max_step: float = 1e6
 
+
+# Golden-section search: interval shrink factor (√5 − 1)/2, and 80 iterations (0.618⁸⁰ ≈ 2e-17
+# of the bracket: to float64 resolution).
+GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
+GOLDEN_ITERATIONS = 80
 
 StepRule = Callable[
     [TripletProblem, np.ndarray, np.ndarray, np.ndarray, int, StepSettings], np.ndarray
@@ -129,6 +135,15 @@ def _eta_hat_safe(problem, A, G, f, t, cfg):
     return backtracking(problem, A, G, f, eta_hat(problem, A, floor=cfg.floor), cfg)
 
 
+def _global_l(problem, A, G, f, t, cfg):
+    if not hasattr(problem, "global_smoothness"):
+        raise ConfigError(
+            "rule 'global_l' needs a globally smooth objective (the contrastive loss); the "
+            "triplet loss has no global smoothness constant"
+        )
+    return 1.0 / problem.global_smoothness()
+
+
 def _constant(problem, A, G, f, t, cfg):
     return np.full(problem.batch, cfg.lr)
 
@@ -188,28 +203,38 @@ def exact_single(
 def exact_general(
     problem: TripletProblem, A: np.ndarray, G: np.ndarray, cfg: StepSettings
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact line search for any n: a log-spaced scan of η ∈ [0, max_step], then scipy's bounded
-    Brent search in the bracket around the best scan point, per instance. Returns (η, unbounded)
-    where unbounded marks a minimum at ``max_step``."""
+    """Exact line search for any n: a log-spaced scan of η ∈ [0, max_step], then a golden-section
+    search in the bracket around the best scan point, vectorised over the instances (one batched
+    loss evaluation per iteration). Returns (η, unbounded) where unbounded marks a minimum at
+    ``max_step``."""
     grid = np.concatenate([[0.0], np.logspace(-8, np.log10(cfg.max_step), 57)])
-    values = np.stack([problem.loss(A - e * G) for e in grid], axis=1)
+    with np.errstate(all="ignore"):
+        values = np.stack([problem.loss(A - e * G) for e in grid], axis=1)
     best = np.nanargmin(values, axis=1)
-    eta = grid[best].copy()
-    for s in range(problem.batch):  # one scalar minimisation per instance; S is small here
-        k = best[s]
-        lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
-        if hi <= lo:
-            continue
-        sub = problem_row(problem, s)
-        res = minimize_scalar(
-            lambda e, s=s, sub=sub: float(sub.loss(A[s : s + 1] - e * G[s : s + 1])[0]),
-            bounds=(lo, hi),
-            method="bounded",
-            options={"xatol": 1e-12 * max(hi, 1e-12)},
+    lo, hi = grid[np.maximum(best - 1, 0)], grid[np.minimum(best + 1, len(grid) - 1)]
+    eta, f_best = grid[best], values[np.arange(problem.batch), best]
+
+    def along(e: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            f = problem.loss(A - e[:, None, None] * G)
+        return np.where(np.isfinite(f), f, np.inf)
+
+    x1, x2 = hi - GOLDEN * (hi - lo), lo + GOLDEN * (hi - lo)
+    f1, f2 = along(x1), along(x2)
+    for _ in range(GOLDEN_ITERATIONS):
+        left = f1 <= f2  # the minimum lies in [lo, x2]
+        hi, lo = np.where(left, x2, hi), np.where(left, lo, x1)
+        x2, f2, x1, f1 = (
+            np.where(left, x1, lo + GOLDEN * (hi - lo)),
+            np.where(left, f1, np.nan),
+            np.where(left, hi - GOLDEN * (hi - lo), x2),
+            np.where(left, np.nan, f2),
         )
-        if res.fun <= values[s, k]:
-            eta[s] = res.x
-    return eta, best == len(grid) - 1
+        f1 = np.where(left, along(x1), f1)
+        f2 = np.where(left, f2, along(x2))
+    x, fx = np.where(f1 <= f2, x1, x2), np.minimum(f1, f2)
+    better = fx <= f_best
+    return np.where(better, x, eta), best == len(grid) - 1
 
 
 def problem_row(problem: TripletProblem, s: int) -> TripletProblem:
@@ -221,7 +246,7 @@ def exact_step(
     problem: TripletProblem, A: np.ndarray, G: np.ndarray, cfg: StepSettings
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact line search: closed form for n = 1, scan + Brent otherwise. Returns (η, unbounded)."""
-    if problem.n == 1:
+    if isinstance(problem, TripletProblem) and problem.n == 1:
         return exact_single(problem, A, G, cfg)
     return exact_general(problem, A, G, cfg)
 
@@ -236,6 +261,7 @@ STEP_RULES: dict[str, StepRule] = {
     "mf_corrected": _mf_corrected,
     "eta_hat": _eta_hat,
     "eta_hat_safe": _eta_hat_safe,
+    "global_l": _global_l,
     "constant": _constant,
     "inv_sqrt": _inv_sqrt,
     "armijo": _armijo,
@@ -244,7 +270,7 @@ STEP_RULES: dict[str, StepRule] = {
 
 SEED_RULES = ("mg", "mf", "eta_hat")
 SINGLE_TRIPLET_RULES = ("mg", "mf", "mf_corrected", "eta_hat", "eta_hat_safe")
-METHODS = ("nesterov", "sgd")
+METHODS = ("nesterov", "sgd", "dca")
 ALL_RULES = tuple(STEP_RULES) + METHODS
 
 
