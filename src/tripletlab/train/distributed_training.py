@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from tripletlab import distributed as tdist
 from tripletlab.data.distributed_sampler import DistributedPKSampler
@@ -113,7 +114,7 @@ class DistributedTrainer(Trainer):
 
     def fit(
         self,
-        inputs: Tensor,
+        inputs: Tensor | Dataset,
         labels: Tensor,
         *,
         epochs: int,

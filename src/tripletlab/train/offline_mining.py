@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from tripletlab.errors import InvalidArgumentError
 from tripletlab.evaluate.knn import KNNBackend, TorchKNN, iter_knn
@@ -358,7 +359,7 @@ class OfflineMiningTrainer(Trainer):
 
     def _run_epoch(
         self,
-        inputs: Tensor,
+        inputs: Tensor | Dataset,
         labels: Tensor,
         sampler: Any,
         steps_per_epoch: int | None,
