@@ -98,8 +98,8 @@ def detect(trace: dict[str, list[Any]], cfg: Any) -> dict[str, Any]:
     """The collapse detector replayed over a run's per-step trace."""
     import torch
 
+    from tripletlab.pipeline.factories import build_loss
     from tripletlab.train.collapse import CollapseDetector
-    from tripletlab.train.factory import build_loss
 
     steps = [
         {k: trace[k][i] for k in TRACE_KEYS if trace[k][i] is not None}
@@ -123,8 +123,8 @@ def detect(trace: dict[str, list[Any]], cfg: Any) -> dict[str, Any]:
 
 def run_one(dataset: str, config: str, seed: int, fashion_epochs: int) -> dict[str, Any]:
     """One training run; returns its test metrics, baseline, collapse replay and time."""
-    from tripletlab.train.config import load_config
-    from tripletlab.train.run import run_training
+    from tripletlab.pipeline.config import load_config
+    from tripletlab.pipeline.training import run_training
 
     workdir = Path(tempfile.mkdtemp(prefix="tl-loss-defaults-"))
     try:
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output.is_file():  # resume an interrupted measurement: keep finished runs
         runs = json.loads(args.output.read_text()).get("runs", [])
     if args.replay:
-        from tripletlab.train.config import load_config
+        from tripletlab.pipeline.config import load_config
 
         for run in runs:
             if "trace" in run:

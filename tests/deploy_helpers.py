@@ -26,9 +26,9 @@ def make_run(root: Path, model: str = "mlp", seed: int = 0, threshold: float = 0
     """A run directory of an untrained ``model`` ('mlp' or 'cnn') on 1×8×8 digits images."""
     import torch
 
+    from tripletlab.pipeline.config import load_config
+    from tripletlab.pipeline.factories import build_network
     from tripletlab.train.checkpoint import save_checkpoint
-    from tripletlab.train.config import load_config
-    from tripletlab.train.factory import build_network
 
     run_dir = root / f"run-{model}-{seed}"
     cfg = load_config(

@@ -198,8 +198,8 @@ def test_a_trained_run_loads_exports_and_identifies(tmp_path):
     """The whole way on a run that `run_training` really wrote (digits, MLP, 2 epochs)."""
     from tripletlab.deploy.bundle import make_bundle
     from tripletlab.deploy.recognizer import Recognizer
-    from tripletlab.train.config import load_config
-    from tripletlab.train.run import run_training
+    from tripletlab.pipeline.config import load_config
+    from tripletlab.pipeline.training import run_training
 
     cfg = load_config(
         None,

@@ -24,6 +24,7 @@ from tripletlab.errors import (
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __getattr__
     from tripletlab.data.distributed_sampler import DistributedPKSampler
     from tripletlab.data.sampler import PKSampler
+    from tripletlab.deploy.run_loading import LoadedRun, load_run
     from tripletlab.estimator import TripletEmbedder
     from tripletlab.nn.batch_losses import (
         BatchAllTripletLoss,
@@ -54,6 +55,9 @@ _LAZY: dict[str, str] = {
     "XBMLoss": "tripletlab.nn.xbm",
     "PKSampler": "tripletlab.data.sampler",
     "DistributedPKSampler": "tripletlab.data.distributed_sampler",
+    # A trained run as a ready-to-use embedder (model + preprocessing + thresholds).
+    "load_run": "tripletlab.deploy.run_loading",
+    "LoadedRun": "tripletlab.deploy.run_loading",
     # scikit-learn's import cost is paid only by those who use the estimator.
     "TripletEmbedder": "tripletlab.estimator",
 }
@@ -73,6 +77,7 @@ __all__ = [
     "DataError",
     "DistributedPKSampler",
     "InvalidArgumentError",
+    "LoadedRun",
     "PKSampler",
     "TripletEmbedder",
     "TripletMarginLoss",
@@ -81,6 +86,7 @@ __all__ = [
     "__version__",
     "build_model",
     "embed_triplets",
+    "load_run",
 ]
 
 

@@ -535,5 +535,10 @@ def verify_command(run: str, a: str, b: str, threshold: float | None, as_json: b
 
 # --- end of recognition section -------------------------------------------------------------
 
+from tripletlab.commands.deploy import export_command, serve_command  # noqa: E402
+
+main.add_command(export_command)
+main.add_command(serve_command)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -169,7 +169,7 @@ def load_run(path: str | Path) -> LoadedRun:
 
 def _read_training_run(run_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
     """The trained network and its checkpoint metadata — the one call into train/."""
-    from tripletlab.train.run import load_run as load_training_run
+    from tripletlab.pipeline.trained import load_run as load_training_run
 
     if not run_dir.is_dir():
         raise ConfigError(f"no run directory at {run_dir}")
