@@ -24,7 +24,7 @@ from tripletlab.pipeline.config import RunConfig, config_from_dict
 from tripletlab.pipeline.data import read_input
 from tripletlab.pipeline.factories import build_network
 from tripletlab.pipeline.run_dir import RunDir
-from tripletlab.train.checkpoint import load_checkpoint
+from tripletlab.train.checkpoint import CheckpointError, check_fits, load_checkpoint
 
 __all__ = ["TrainedModel", "build_run_model", "embed_file", "embed_run", "load_run"]
 
@@ -60,16 +60,21 @@ class TrainedModel:
     def load(cls, run_dir: str | Path) -> TrainedModel:
         """The trained model of ``run_dir`` (``final.pt``, else ``last.pt``)."""
         path = RunDir(run_dir).trained_checkpoint()
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, required=("model", "config"))
         meta = state["config"]
+        if not isinstance(meta, dict) or not isinstance(meta.get("run"), dict):
+            raise CheckpointError(f"checkpoint {path} holds no run configuration")
         cfg = config_from_dict(meta["run"])
-        in_shape = tuple(int(s) for s in meta["in_shape"])
-        model = build_run_model(cfg, in_shape)
-        model.load_state_dict(state["model"])
-        model.eval()
-        return cls(
-            model, cfg, in_shape, float(meta["input_mean"]), float(meta["input_std"]), meta, path
-        )
+
+        def restore() -> TrainedModel:
+            in_shape = tuple(int(s) for s in meta["in_shape"])
+            model = build_run_model(cfg, in_shape)
+            model.load_state_dict(state["model"])
+            mean, std = float(meta["input_mean"]), float(meta["input_std"])
+            return cls(model.eval(), cfg, in_shape, mean, std, meta, path)
+
+        trained: TrainedModel = check_fits(path, restore)
+        return trained
 
     @property
     def metric(self) -> str:

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -34,11 +35,14 @@ from torch import nn
 
 from tripletlab.errors import ConfigError
 from tripletlab.nn.loss_base import BatchLoss
-from tripletlab.pipeline.config import RunConfig, config_from_dict
+from tripletlab.pipeline.config import RunConfig
 from tripletlab.pipeline.data import PreparedData, prepare_data
 from tripletlab.pipeline.evaluation import embedding_metrics
 from tripletlab.pipeline.factories import build_loss, build_optimizer, build_scheduler
+from tripletlab.pipeline.interrupts import InterruptGuard
+from tripletlab.pipeline.resume import check_same_data, data_fingerprint, resumed_config
 from tripletlab.pipeline.run_dir import RunDir
+from tripletlab.pipeline.run_lock import RunLock
 from tripletlab.pipeline.trained import build_run_model
 from tripletlab.train.checkpoint import load_checkpoint
 from tripletlab.train.distributed_training import DistributedContext, distributed_context
@@ -102,15 +106,17 @@ class TestEvaluation:
     seconds: float
 
 
-def _resumed_config(cfg: RunConfig, run: RunDir) -> RunConfig:
-    """The config a resumed run started with (except the kill test hook)."""
+def _resume_state(cfg: RunConfig, run: RunDir, extend: bool) -> tuple[RunConfig, str | None]:
+    """The config to resume with and the data fingerprint the run stored (see
+    :mod:`tripletlab.pipeline.resume`)."""
     if not run.checkpoint_path.is_file():
         raise ConfigError(f"--resume: no checkpoint at {run.checkpoint_path}")
-    saved = load_checkpoint(run.checkpoint_path).get("config", {}).get("run")
-    if saved is None or saved == cfg.to_dict():
-        return cfg
-    saved["train"]["kill_after_steps"] = cfg.train.kill_after_steps
-    return config_from_dict(saved)
+    meta = load_checkpoint(run.checkpoint_path, required=("config",))["config"]
+    meta = meta if isinstance(meta, dict) else {}
+    saved = meta.get("run")
+    if not isinstance(saved, dict):
+        return cfg, None
+    return resumed_config(cfg, saved, extend=extend), meta.get("data_fingerprint")
 
 
 def _threads(cfg: RunConfig) -> int | None:
@@ -131,10 +137,17 @@ def build(cfg: RunConfig, data: PreparedData) -> RunParts:
     return RunParts(model, loss, optimizer, scheduler)
 
 
+def _fingerprint(data: PreparedData) -> str:
+    return data_fingerprint(data.x_train, data.y_train, data.x_val, data.y_val, data.x_test,
+                            data.y_test)  # fmt: skip
+
+
 def _checkpoint_meta(cfg: RunConfig, data: PreparedData) -> dict[str, Any]:
-    # What a later `embed`/`evaluate` needs to rebuild and feed the model.
+    # What a later `embed`/`evaluate` needs to rebuild and feed the model, and what a
+    # resume checks it continues the same run on the same data.
     return {
         "run": cfg.to_dict(),
+        "data_fingerprint": _fingerprint(data),
         "in_shape": list(data.in_shape),
         "input_mean": data.input_mean,
         "input_std": data.input_std,
@@ -261,28 +274,50 @@ def write_outputs(
     )
 
 
-def run_training(cfg: RunConfig, resume: bool = False) -> RunResult:
+def run_training(cfg: RunConfig, resume: bool = False, *, extend: bool = False) -> RunResult:
     """Train, evaluate against the raw-feature baseline and write the report.
+
+    The run directory is locked for the whole run (a second process gets a one-line
+    :class:`~tripletlab.pipeline.run_lock.RunLockedError`); Ctrl-C stops the run wherever it
+    is (``KeyboardInterrupt``) and leaves its last checkpoint to resume from.
 
     Args:
         cfg: the resolved run configuration.
-        resume: continue from the run directory's last checkpoint (ConfigError if missing).
+        resume: continue from the run directory's last checkpoint (ConfigError if missing,
+            or if ``cfg`` sets a value or the data differ from the run's).
+        extend: with ``resume``, allow a larger ``train.epochs`` than the run started with.
 
     Returns:
         A :class:`RunResult` with the test metrics, the baseline and the report path.
     """
-    started = time.perf_counter()
     dctx = distributed_context()
-    run = RunDir(cfg.out_dir)
+    run = RunDir(cfg.out_dir).create()
+    lock = RunLock(run.path) if dctx.is_main else contextlib.nullcontext()
+    with lock, InterruptGuard() as guard:
+        return _run(cfg, run, dctx, guard, resume, extend)
+
+
+def _run(
+    cfg: RunConfig,
+    run: RunDir,
+    dctx: DistributedContext,
+    guard: InterruptGuard,
+    resume: bool,
+    extend: bool,
+) -> RunResult:
+    started = time.perf_counter()
+    saved_fingerprint = None
     if resume:
-        cfg = _resumed_config(cfg, run)
-    run.create()
-    if dctx.is_main:
-        run.write_config(cfg.to_dict())
+        cfg, saved_fingerprint = _resume_state(cfg, run, extend)
     with torch_threads(_threads(cfg)):
         torch.manual_seed(cfg.seed)
         data = prepare_data(cfg)
+        if resume:
+            check_same_data(saved_fingerprint, _fingerprint(data), data.dataset)
+        if dctx.is_main:
+            run.write_config(cfg.to_dict())
         trainer, train_seconds = fit(cfg, run, data, build(cfg, data), dctx, resume)
+        guard.check()
         if not dctx.is_main:  # the other ranks are done; rank 0 evaluates and reports
             dctx.close()
             seconds = time.perf_counter() - started
@@ -291,8 +326,12 @@ def run_training(cfg: RunConfig, resume: bool = False) -> RunResult:
                 data.dataset, len(data.y_test), rank=dctx.rank,
             )  # fmt: skip
         test = evaluate_test(cfg, data, trainer)
+        guard.check()
         summary = _summary(cfg, data, trainer, test, train_seconds)
+        # metrics.json first: a report that fails (full disk, a figure) loses no metric.
+        run.write_metrics(summary)
         report_path = write_outputs(cfg, run, data, trainer, test, summary)
+        guard.check()
     seconds = time.perf_counter() - started
     summary["total_seconds"] = seconds
     run.write_metrics(summary)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from tripletlab.atomic import atomic_write_text
 from tripletlab.report import plots
 from tripletlab.train.logging import read_jsonl
 
@@ -189,6 +190,4 @@ def write_report(
         "`test_embeddings.npz`.",
         "",
     ]
-    path = run_dir / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return atomic_write_text(run_dir / "report.md", "\n".join(lines))

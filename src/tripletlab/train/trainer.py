@@ -48,12 +48,15 @@ import torch
 from torch import Tensor, nn
 
 from tripletlab._moved import moved_names
+from tripletlab.atomic import remove_stale_temps
 from tripletlab.data.sampler import PKSampler
 from tripletlab.errors import InvalidArgumentError
 from tripletlab.nn.embedding import DEFAULT_EMBED_BATCH, embed, l2_normalize
 from tripletlab.nn.loss_base import LossStats, as_batch_loss
 from tripletlab.train.checkpoint import (
+    TRAINER_KEYS,
     capture_rng_state,
+    check_fits,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
@@ -255,8 +258,11 @@ class Trainer:
             raise InvalidArgumentError(
                 f"inputs and labels must have the same length; got {len(inputs)} and {len(labels)}"
             )
+        if self.checkpoint_dir is not None:
+            remove_stale_temps(self.checkpoint_dir)  # a killed writer's; never a checkpoint
         if resume_from is not None:
-            self.load_state_dict(load_checkpoint(resume_from, map_location=self.device))
+            state = load_checkpoint(resume_from, map_location=self.device, required=TRAINER_KEYS)
+            check_fits(resume_from, self.load_state_dict, state)
             if self.logger is not None:
                 self.logger.truncate(self.epoch)
         else:
