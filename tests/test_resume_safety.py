@@ -12,11 +12,13 @@ import os
 import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
+from tiny_run import tiny_cli_args as _cli_args
+from tiny_run import tiny_dataset as _dataset
+from tiny_run import tiny_flags as _flags
 from tripletlab import atomic
 from tripletlab.cli import main
 from tripletlab.errors import ConfigError
@@ -26,45 +28,6 @@ from tripletlab.pipeline.run_lock import RunLock, RunLockedError
 from tripletlab.pipeline.training import run_training
 from tripletlab.train.logging import RunLogger, read_jsonl
 from tripletlab.train.trainer import Trainer
-
-
-def _dataset(folder: Path, shift: float = 0.0) -> Path:
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(4), 12)
-    features = rng.normal(size=(48, 4)) + labels[:, None] * 2.0 + shift
-    path = folder / "tiny.npz"
-    np.savez(path, features=features, labels=labels)
-    return path
-
-
-def _flags(folder: Path, **extra: object) -> dict[str, object]:
-    path = folder / "tiny.npz"
-    flags: dict[str, object] = {
-        "data.dataset": str(path if path.exists() else _dataset(folder)),
-        "model.hidden": [8],
-        "model.embedding_dim": 4,
-        "train.epochs": 2,
-        "train.p": 2,
-        "train.k": 2,
-        "train.progress": False,
-        "train.threads": 1,
-        "report.enabled": False,
-        "out": str(folder / "run"),
-    }
-    return flags | extra
-
-
-def _cli_args(folder: Path, *extra: str) -> list[str]:
-    path = folder / "tiny.npz"
-    if not path.exists():
-        _dataset(folder)
-    config = folder / "tiny.toml"
-    config.write_text(
-        f'[data]\ndataset = "{path}"\n[model]\nhidden = [8]\nembedding_dim = 4\n'
-        "[train]\np = 2\nk = 2\nprogress = false\nthreads = 1\n[report]\nenabled = false\n"
-    )
-    return ["train", "--config", str(config), "--epochs", "2", "--out", str(folder / "run"),
-            *extra]  # fmt: skip
 
 
 def test_a_kill_while_the_logs_are_cut_back_loses_no_record(tmp_path: Path, monkeypatch) -> None:

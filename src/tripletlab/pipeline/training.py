@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -37,9 +38,16 @@ from tripletlab.errors import ConfigError
 from tripletlab.nn.loss_base import BatchLoss
 from tripletlab.pipeline.config import RunConfig
 from tripletlab.pipeline.data import PreparedData, prepare_data
+from tripletlab.pipeline.devices import check_threads, resolve_device
 from tripletlab.pipeline.evaluation import embedding_metrics
 from tripletlab.pipeline.factories import build_loss, build_optimizer, build_scheduler
 from tripletlab.pipeline.interrupts import InterruptGuard
+from tripletlab.pipeline.memory import (
+    available_memory,
+    check_run_memory,
+    estimate_run_memory,
+    parameter_count,
+)
 from tripletlab.pipeline.resume import check_same_data, data_fingerprint, resumed_config
 from tripletlab.pipeline.run_dir import RunDir
 from tripletlab.pipeline.run_lock import RunLock
@@ -122,7 +130,21 @@ def _resume_state(cfg: RunConfig, run: RunDir, extend: bool) -> tuple[RunConfig,
 def _threads(cfg: RunConfig) -> int | None:
     if cfg.train.threads is None and cfg.model.name == "mlp":
         return 1  # a small MLP is fastest on one thread, above all on a shared CPU
-    return cfg.train.threads
+    return None if cfg.train.threads is None else check_threads(cfg.train.threads)
+
+
+def _check_memory(cfg: RunConfig, data: PreparedData) -> None:
+    """Refuse a run the machine's memory cannot hold, before it starts."""
+    with torch.device("meta"):  # shapes only: a huge network costs nothing here
+        shadow = build_run_model(cfg, data.in_shape)
+    parts = estimate_run_memory(
+        parameters=parameter_count(shadow),
+        batch=cfg.train.p * cfg.train.k,
+        dim=cfg.model.embedding_dim,
+        in_features=math.prod(data.in_shape),
+        n_test=len(data.y_test),
+    )
+    check_run_memory(parts, available_memory())
 
 
 def build(cfg: RunConfig, data: PreparedData) -> RunParts:
@@ -180,7 +202,7 @@ def fit(
             scheduler=parts.scheduler,
             normalize=cfg.model.normalize,
             grad_clip=cfg.optim.grad_clip,
-            device=cfg.train.device,
+            device=resolve_device(cfg.train.device),
             logger=logger,
             validate=validate if dctx.is_main else None,
             validate_every=cfg.eval.validate_every,
@@ -309,9 +331,11 @@ def _run(
     saved_fingerprint = None
     if resume:
         cfg, saved_fingerprint = _resume_state(cfg, run, extend)
+    resolve_device(cfg.train.device)
     with torch_threads(_threads(cfg)):
         torch.manual_seed(cfg.seed)
         data = prepare_data(cfg)
+        _check_memory(cfg, data)
         if resume:
             check_same_data(saved_fingerprint, _fingerprint(data), data.dataset)
         if dctx.is_main:

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,10 @@ def load_checkpoint(
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is an empty file")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of foreign files, naming its loader.
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         # Only the type: torch's text advises weights_only=False, which would run code.
         raise CheckpointError(

@@ -84,6 +84,10 @@ def torch_threads(n: int | None) -> Iterator[None]:
     if n is None:
         yield
         return
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if not 1 <= n <= max(cpus or 1, 1):
+        # OpenBLAS segfaults above its build limit rather than refusing: refuse here.
+        raise InvalidArgumentError(f"threads must be in 1..{cpus} (the CPU cores); got {n}")
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
