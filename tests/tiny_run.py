@@ -1,5 +1,5 @@
 """A tiny run for in-process CLI and pipeline tests: 48 samples of 4 classes in an .npz
-file, an MLP of 8 hidden units, 2 epochs of 2×2 batches (about a second a run)."""
+file, an MLP of 8 hidden units and a 3-D embedding, 2 epochs of 2×2 batches (about a second a run)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def tiny_flags(folder: Path, **extra: object) -> dict[str, object]:
     flags: dict[str, object] = {
         "data.dataset": str(path if path.exists() else tiny_dataset(folder)),
         "model.hidden": [8],
-        "model.embedding_dim": 4,
+        "model.embedding_dim": 3,
         "train.epochs": 2,
         "train.p": 2,
         "train.k": 2,
@@ -43,7 +43,7 @@ def tiny_cli_args(folder: Path, *extra: str, report: bool = False) -> list[str]:
         tiny_dataset(folder)
     config = folder / "tiny.toml"
     config.write_text(
-        f'[data]\ndataset = "{path}"\n[model]\nhidden = [8]\nembedding_dim = 4\n'
+        f'[data]\ndataset = "{path}"\n[model]\nhidden = [8]\nembedding_dim = 3\n'
         "[train]\np = 2\nk = 2\nprogress = false\nthreads = 1\n"
         f"[report]\nenabled = {'true' if report else 'false'}\ntsne = false\n"
     )

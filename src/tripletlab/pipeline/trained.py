@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tripletlab.atomic import atomic_write
 from tripletlab.errors import DataError
 from tripletlab.nn.embedding import embed
 from tripletlab.pipeline.config import RunConfig, config_from_dict
@@ -93,13 +94,25 @@ class TrainedModel:
                 f"input samples have shape {tuple(x.shape[1:])}; the run was trained on "
                 f"{self.in_shape}"
             )
+        finite = np.isfinite(x.reshape(len(x), size)).all(axis=1)
+        if not finite.all():
+            first = int(np.flatnonzero(~finite)[0])
+            raise DataError(
+                f"input samples contain NaN or Inf ({int((~finite).sum())} samples, first "
+                f"sample {first}); their embeddings would be meaningless"
+            )
         return torch.from_numpy((x - self.input_mean) / self.input_std).float()
 
     def embed(self, samples: np.ndarray) -> Tensor:
-        """Embeddings (N, D) of raw ``samples`` (N, ...), as the run computes them."""
+        """Embeddings (N, D) of raw ``samples`` (N, ...), as the run computes them; (0, D)
+        for no samples."""
+        inputs = self.inputs(samples)
+        if len(inputs) == 0:  # the network itself says D: one empty forward pass
+            with torch.no_grad():
+                return self.model(inputs).detach().float().cpu()
         return embed(
             self.model,
-            self.inputs(samples),
+            inputs,
             self.cfg.eval.batch_size,
             normalize=self.cfg.model.normalize,
         )
@@ -119,9 +132,8 @@ def embed_run(run_dir: str | Path, x: np.ndarray) -> np.ndarray:
 
 def embed_file(run_dir: str | Path, input_path: str | Path, output: str | Path) -> tuple[int, int]:
     """The ``embed`` verb: embed the samples in ``input_path`` with the run's model and write
-    them to ``output`` (.npy, float32). Returns (N, D)."""
+    them to exactly ``output`` (.npy format, float32, whatever the suffix; atomically).
+    Returns (N, D)."""
     embeddings = embed_run(run_dir, read_input(input_path)).astype(np.float32)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    np.save(output, embeddings)
+    atomic_write(output, lambda handle: np.save(handle, embeddings))
     return embeddings.shape[0], embeddings.shape[1]
