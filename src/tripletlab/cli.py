@@ -105,8 +105,12 @@ def _print_metrics(title: str, metrics: dict, baseline: dict) -> None:
     click.echo(f"  {'metric':<16}{'trained':>10}{'baseline':>10}")
     for key in ("precision_at_1", "map_at_r", "r_precision", "knn_accuracy", "nmi"):
         if key in metrics:
-            base = baseline.get(key, float("nan"))
-            click.echo(f"  {key:<16}{metrics[key]:>10.4f}{base:>10.4f}")
+            click.echo(f"  {key:<16}{_number(metrics[key])}{_number(baseline.get(key))}")
+
+
+def _number(value: float | None) -> str:
+    """A metric in a 10-wide column; ``n/a`` for one the data could not support."""
+    return f"{'n/a':>10}" if value is None else f"{value:>10.4f}"
 
 
 @main.command("train")
@@ -172,6 +176,8 @@ def train_command(config_path: str | None, resume: bool, extend: bool, **flags: 
         result.metrics,
         result.baseline,
     )
+    for group, reason in result.summary.get("unavailable", {}).items():
+        click.echo(f"  {group} metrics n/a: {reason}")
     click.echo(f"run directory: {result.run_dir}  ({result.seconds:.1f} s)")
     if result.report_path is not None:
         click.echo(f"report: {result.report_path}")
@@ -193,6 +199,8 @@ def evaluate_command(run: str, dataset: str | None, data_dir: str | None, as_jso
     _print_metrics(
         f"{result['dataset']} ({result['n']} samples):", result["metrics"], result["baseline"]
     )
+    for group, reason in result["unavailable"].items():
+        click.echo(f"  {group} metrics n/a: {reason}")
 
 
 @main.command("embed")

@@ -39,7 +39,7 @@ from tripletlab.nn.loss_base import BatchLoss
 from tripletlab.pipeline.config import RunConfig
 from tripletlab.pipeline.data import PreparedData, prepare_data
 from tripletlab.pipeline.devices import check_threads, resolve_device
-from tripletlab.pipeline.evaluation import embedding_metrics
+from tripletlab.pipeline.evaluation import embedding_metrics, unavailable_metrics
 from tripletlab.pipeline.factories import build_loss, build_optimizer, build_scheduler
 from tripletlab.pipeline.interrupts import InterruptGuard
 from tripletlab.pipeline.memory import (
@@ -71,8 +71,8 @@ class RunResult:
     """
 
     run_dir: Path
-    metrics: dict[str, float]
-    baseline: dict[str, float]
+    metrics: dict[str, float | None]
+    baseline: dict[str, float | None]
     history: list[dict[str, Any]]
     report_path: Path | None
     seconds: float
@@ -107,9 +107,9 @@ class TestEvaluation:
     """The test split's embeddings, metrics and ROC curves, and the baseline's."""
 
     embeddings: torch.Tensor
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]
     verification: dict[str, Any] | None
-    baseline: dict[str, float]
+    baseline: dict[str, float | None]
     baseline_verification: dict[str, Any] | None
     seconds: float
 
@@ -191,7 +191,8 @@ def fit(
         if len(data.y_val) < 2:
             return {}
         embeddings = trainer.embed(data.x_val, cfg.eval.batch_size)
-        return embedding_metrics(embeddings, data.y_val, cfg, full=False)[0]
+        found = embedding_metrics(embeddings, data.y_val, cfg, full=False)[0]
+        return {key: value for key, value in found.items() if value is not None}
 
     logger = run.logger() if dctx.is_main else None
     try:
@@ -260,6 +261,8 @@ def _summary(
         "n_test": len(data.y_test),
         "test": test.metrics,
         "baseline": test.baseline,
+        # metric group -> why the test split cannot support it (its metrics are null)
+        "unavailable": unavailable_metrics(data.y_test),
         "epochs": len(history),
         "steps": trainer.global_step,
         "train_seconds": train_s,
