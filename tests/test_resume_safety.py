@@ -62,6 +62,17 @@ def test_a_later_run_removes_the_temporary_checkpoints_a_kill_left(tmp_path: Pat
     assert sorted(p.name for p in checkpoints.iterdir()) == ["final.pt", "last.pt"]
 
 
+def test_a_resume_removes_the_temporary_files_a_kill_left_in_the_run_directory(
+    tmp_path: Path,
+) -> None:
+    run_training(load_config(None, _flags(tmp_path)))
+    run = tmp_path / "run"
+    (run / ".metrics.json.k1ll.tmp").write_text("{")
+    (run / "checkpoints" / ".last.pt.k1ll.tmp").write_bytes(b"half")
+    run_training(load_config(None, _flags(tmp_path)), resume=True)
+    assert not list(run.rglob("*.tmp"))
+
+
 def test_resume_refuses_changed_settings_and_extends_epochs_only_when_asked(
     tmp_path: Path,
 ) -> None:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tripletlab.atomic import remove_stale_temps
 from tripletlab.errors import ConfigError
 from tripletlab.nn.loss_base import BatchLoss
 from tripletlab.pipeline.config import RunConfig
@@ -319,6 +320,8 @@ def run_training(cfg: RunConfig, resume: bool = False, *, extend: bool = False) 
     run = RunDir(cfg.out_dir).create()
     lock = RunLock(run.path) if dctx.is_main else contextlib.nullcontext()
     with lock, InterruptGuard() as guard:
+        if dctx.is_main:  # under the lock no one else writes here: a killed writer's temps
+            remove_stale_temps(run.path)
         return _run(cfg, run, dctx, guard, resume, extend)
 
 
