@@ -7,8 +7,9 @@ Choices and defaults shown in ``--help`` come from :mod:`tripletlab.pipeline.reg
 
 Errors a user can cause (a :class:`~tripletlab.errors.TripletlabError`: a bad flag value,
 config or dataset; an ``OSError``: a missing or unreadable file) are printed as one line,
-``error: …``, and the process exits with status 2. Any other exception is a bug in
-tripletlab and keeps its traceback.
+``error: …``, and the process exits with status 2. Ctrl-C prints one line and exits with
+status 130 (128 + SIGINT, the shell's convention); a run keeps its last checkpoint for
+``--resume``. Any other exception is a bug in tripletlab and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ USER_ERRORS: tuple[type[Exception], ...] = (TripletlabError, OSError)
 #: those are user errors too.
 _LEGACY_ARGUMENT_ERRORS = {"lab": (ValueError, TypeError)}
 
+#: Exit status after Ctrl-C: 128 + SIGINT, as a shell reports a process stopped by it.
+INTERRUPTED_EXIT = 130
+
 
 class _Group(click.Group):
     """A click group that turns user errors into one line on stderr and exit status 2."""
@@ -39,6 +43,9 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted (a run continues with --resume)", err=True)
+            sys.exit(INTERRUPTED_EXIT)
         except Exception as exc:
             legacy = _LEGACY_ARGUMENT_ERRORS.get(ctx.invoked_subcommand or "", ())
             if not isinstance(exc, USER_ERRORS + legacy):
@@ -98,8 +105,12 @@ def _print_metrics(title: str, metrics: dict, baseline: dict) -> None:
     click.echo(f"  {'metric':<16}{'trained':>10}{'baseline':>10}")
     for key in ("precision_at_1", "map_at_r", "r_precision", "knn_accuracy", "nmi"):
         if key in metrics:
-            base = baseline.get(key, float("nan"))
-            click.echo(f"  {key:<16}{metrics[key]:>10.4f}{base:>10.4f}")
+            click.echo(f"  {key:<16}{_number(metrics[key])}{_number(baseline.get(key))}")
+
+
+def _number(value: float | None) -> str:
+    """A metric in a 10-wide column; ``n/a`` for one the data could not support."""
+    return f"{'n/a':>10}" if value is None else f"{value:>10.4f}"
 
 
 @main.command("train")
@@ -137,9 +148,15 @@ def _print_metrics(title: str, metrics: dict, baseline: dict) -> None:
     "--resume",
     is_flag=True,
     help="Continue the run in the run directory from its "
-    "last checkpoint (same final result as an uninterrupted run).",
+    "last checkpoint (same final result as an uninterrupted run). Settings given again must "
+    "equal the run's.",
 )
-def train_command(config_path: str | None, resume: bool, **flags: Any) -> None:
+@click.option(
+    "--extend",
+    is_flag=True,
+    help="With --resume: allow a larger --epochs than the run started with.",
+)
+def train_command(config_path: str | None, resume: bool, extend: bool, **flags: Any) -> None:
     """Train an embedding, evaluate it against the raw-feature baseline, write a report.
 
     With no options: the bundled digits data, an MLP, batch-all triplet loss on P×K
@@ -148,8 +165,10 @@ def train_command(config_path: str | None, resume: bool, **flags: Any) -> None:
     from tripletlab.pipeline.config import load_config
     from tripletlab.pipeline.training import run_training
 
+    if extend and not resume:
+        raise click.UsageError("--extend only applies with --resume")
     overrides = {_TRAIN_FLAGS[k]: v for k, v in flags.items()}
-    result = run_training(load_config(config_path, overrides), resume=resume)
+    result = run_training(load_config(config_path, overrides), resume=resume, extend=extend)
     if result.rank != 0:  # under torchrun, rank 0 prints the results
         return
     _print_metrics(
@@ -157,6 +176,8 @@ def train_command(config_path: str | None, resume: bool, **flags: Any) -> None:
         result.metrics,
         result.baseline,
     )
+    for group, reason in result.summary.get("unavailable", {}).items():
+        click.echo(f"  {group} metrics n/a: {reason}")
     click.echo(f"run directory: {result.run_dir}  ({result.seconds:.1f} s)")
     if result.report_path is not None:
         click.echo(f"report: {result.report_path}")
@@ -178,6 +199,8 @@ def evaluate_command(run: str, dataset: str | None, data_dir: str | None, as_jso
     _print_metrics(
         f"{result['dataset']} ({result['n']} samples):", result["metrics"], result["baseline"]
     )
+    for group, reason in result["unavailable"].items():
+        click.echo(f"  {group} metrics n/a: {reason}")
 
 
 @main.command("embed")

@@ -11,7 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tripletlab.data.embedding_dataset import EmbeddingDataset, check_features, encode_labels
+from tripletlab.data.embedding_dataset import (
+    EmbeddingDataset,
+    check_features,
+    encode_labels,
+    is_missing_label,
+)
 from tripletlab.errors import DataError
 
 NPZ_KEYS: tuple[tuple[str, str], ...] = (
@@ -104,8 +109,9 @@ def load_csv(path: str | Path, label_column: str | int | None = None) -> Embeddi
     a 0-based index; default ``"label"``), every other column a numeric feature.
 
     Raises:
-        DataError: no such column, rows of different lengths, a non-numeric feature (named
-            by line and column), fewer than one feature column.
+        DataError: no such column, rows of different lengths, a non-numeric feature or a
+            missing label (empty, ``nan``, ``inf``; named by line and column), fewer than one
+            feature column.
     """
     path = Path(path)
     try:
@@ -125,6 +131,11 @@ def load_csv(path: str | Path, label_column: str | int | None = None) -> Embeddi
     if len(header) < 2:
         raise DataError(f"{path}: needs at least one feature column besides the label")
     labels = np.array([row[column].strip() for row in body])
+    for line, label in enumerate(labels, start=2):
+        if is_missing_label(label):
+            raise DataError(
+                f"{path}, line {line}, column {header[column]!r}: label {label!r} is not a class"
+            )
     feature_columns = [i for i in range(len(header)) if i != column]
     features = np.empty((len(body), len(feature_columns)), dtype=np.float64)
     for line, row in enumerate(body, start=2):

@@ -15,7 +15,39 @@ from torch.utils.data import Dataset
 
 from tripletlab.errors import ArgumentTypeError, DataError
 
-__all__ = ["EmbeddingDataset", "check_features", "encode_labels", "require_two_classes"]
+__all__ = [
+    "EmbeddingDataset",
+    "check_features",
+    "encode_labels",
+    "is_missing_label",
+    "require_two_classes",
+]
+
+#: Label texts that mean "no label" (what pandas and spreadsheets write), never a class.
+#: Texts such as "NA" stay classes: they can be real names.
+MISSING_LABEL_TEXTS = frozenset({"", "nan"})
+
+
+def is_missing_label(value: object) -> bool:
+    """Whether a label value is missing or not a number where a number was meant: empty
+    text, ``nan``, None, or a NaN or infinite number (as text too, e.g. ``-inf``).
+
+    Example:
+        >>> [is_missing_label(v) for v in ("cat", "", " NaN", "-inf", 3, float("nan"))]
+        [False, True, True, True, False, True]
+    """
+    if isinstance(value, (str, np.str_, bytes)):
+        text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+        text = text.strip().lower()
+        if text in MISSING_LABEL_TEXTS:
+            return True
+        try:
+            return not np.isfinite(float(text))
+        except ValueError:
+            return False
+    if isinstance(value, (float, np.floating)):
+        return not np.isfinite(value)
+    return value is None
 
 
 @dataclass(eq=False)
@@ -125,9 +157,17 @@ def encode_labels(
         raise DataError(f"{what} must be one-dimensional; got shape {values.shape}")
     if values.dtype.kind == "f":
         if not np.isfinite(values).all():
-            raise DataError(f"{what} contain NaN or Inf")
+            bad = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise DataError(f"{what} contain NaN or Inf (first in sample {bad})")
         if (values == np.round(values)).all():
             values = values.astype(np.int64)
+    elif values.dtype.kind in "USO":
+        missing = [i for i, v in enumerate(values.tolist()) if is_missing_label(v)]
+        if missing:
+            raise DataError(
+                f"{what}: sample {missing[0]} has label {str(values[missing[0]])!r}, not a class "
+                f"({len(missing)} such labels)"
+            )
     try:
         classes, codes = np.unique(values, return_inverse=True)
     except TypeError as error:

@@ -7,7 +7,10 @@ in increasing priority: the defaults, a TOML or YAML file, and command-line flag
 (``overrides``, dotted keys such as ``"loss.margin"``).
 
 An invalid value raises :class:`~tripletlab.errors.ConfigError` naming the key and the
-expected type, e.g. ``config key 'train.epochs': expected an integer, got 'ten'``.
+expected type, e.g. ``config key 'train.epochs': expected an integer, got 'ten'``. Types are
+strict: a boolean is not an integer (``epochs = true`` is refused, not read as 1), a float
+is not an integer, and numbers must be finite (``lr = inf`` is refused). Numbers written as
+text are still read as numbers for float keys only (YAML 1.1 reads ``1e-3`` as a string).
 
 Example:
     >>> from tripletlab.pipeline.config import RunConfig, load_config
@@ -22,9 +25,9 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from tripletlab.errors import ConfigError
 from tripletlab.pipeline.registries import (
@@ -62,9 +65,28 @@ __all__ = [
 LOSSES = LOSS_NAMES
 
 
+def _refuse_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    return value
+
+
+#: A float key: strict about booleans, lax about numbers written as text (YAML's ``1e-3``).
+Number = Annotated[float, Field(strict=False), BeforeValidator(_refuse_bool)]
+
+#: Largest seed: numpy's legacy global RNG takes seeds below 2**32.
+MAX_SEED = 2**32 - 1
+
+#: Devices ``train.device`` accepts: ``cuda:N`` picks one GPU.
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
+
+
 class _Section(BaseModel):
     # extra="forbid": a misspelt key is an error, not a silently ignored setting.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: no bool for int, no float for int, no "yes" for bool; allow_inf_nan: finite.
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False
+    )
 
 
 class DataConfig(_Section):
@@ -78,8 +100,8 @@ class DataConfig(_Section):
     split: SplitName = Field(
         "stratified", description="'official': the data's own test set (fashion-mnist)"
     )
-    test_fraction: float = Field(0.2, gt=0, lt=1, description="of samples (or of classes)")
-    val_fraction: float = Field(0.1, ge=0, lt=1, description="of the training part")
+    test_fraction: Number = Field(0.2, gt=0, lt=1, description="of samples (or of classes)")
+    val_fraction: Number = Field(0.1, ge=0, lt=1, description="of the training part")
     max_samples: int | None = Field(None, gt=0, description="use a seeded subset this large")
     label_column: str | None = Field(None, description="CSV label column (default: last)")
 
@@ -91,7 +113,7 @@ class ModelConfig(_Section):
     embedding_dim: int = Field(32, gt=0)
     hidden: list[int] = Field(default_factory=lambda: [256], description="MLP hidden widths")
     activation: str = "relu"
-    dropout: float = Field(0.2, ge=0, lt=1, description="MLP dropout after each hidden layer")
+    dropout: Number = Field(0.2, ge=0, lt=1, description="MLP dropout after each hidden layer")
     normalize: bool = Field(True, description="L2-normalise the embeddings")
 
 
@@ -99,9 +121,9 @@ class LossConfig(_Section):
     """The metric-learning loss and its distance."""
 
     name: LossName = "batch-all"
-    margin: float = Field(0.2, ge=0)
+    margin: Number = Field(0.2, ge=0)
     metric: Metric = "sqeuclidean"
-    smoothing: float | None = Field(None, ge=0, description="μ of the smoothed hinge")
+    smoothing: Number | None = Field(None, ge=0, description="μ of the smoothed hinge")
     reduction: RunReduction = "mean_active"
 
 
@@ -109,13 +131,13 @@ class OptimConfig(_Section):
     """Optimiser, learning-rate schedule and gradient clipping."""
 
     name: OptimizerName = "adam"
-    lr: float = Field(3e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
+    lr: Number = Field(3e-3, gt=0)
+    weight_decay: Number = Field(0.0, ge=0)
+    momentum: Number = Field(0.9, ge=0, lt=1, description="SGD only")
     scheduler: SchedulerName = "cosine"
     step_size: int = Field(10, gt=0, description="epochs between decays (step scheduler)")
-    gamma: float = Field(0.1, gt=0, le=1, description="decay factor (step scheduler)")
-    grad_clip: float | None = Field(5.0, gt=0, description="max gradient norm; None: off")
+    gamma: Number = Field(0.1, gt=0, le=1, description="decay factor (step scheduler)")
+    grad_clip: Number | None = Field(5.0, gt=0, description="max gradient norm; None: off")
 
 
 class TrainConfig(_Section):
@@ -127,7 +149,7 @@ class TrainConfig(_Section):
     steps_per_epoch: int | None = Field(
         None, gt=0, description="default: about one pass over the training set"
     )
-    device: str = "cpu"
+    device: str = Field("cpu", description="auto, cpu, cuda, cuda:N or mps")
     threads: int | None = Field(
         None, gt=0, description="torch CPU threads; default: 1 for the MLP, all for the CNN"
     )
@@ -136,6 +158,15 @@ class TrainConfig(_Section):
     # A test hook: SIGKILL this process after so many optimiser steps, to test --resume
     # on a genuinely killed run.
     kill_after_steps: int | None = Field(None, gt=0)
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(DEVICE_PATTERN, value):
+            raise ValueError("expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        return value
 
 
 class EvalConfig(_Section):
@@ -160,7 +191,7 @@ class RunConfig(_Section):
 
     name: str = "digits-mlp"
     out: str | None = None
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     data: DataConfig = Field(default_factory=lambda: DataConfig())
     model: ModelConfig = Field(default_factory=lambda: ModelConfig())
     loss: LossConfig = Field(default_factory=lambda: LossConfig())
@@ -205,7 +236,8 @@ def _describe(error: Mapping[str, Any]) -> str:
         for stem, word in _TYPE_WORDS.items():
             if kind.startswith(stem):
                 return f"config key '{key}': expected {word}, got {given!r}"
-    return f"config key '{key}': {error['msg']}, got {given!r}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"config key '{key}': {message}, got {given!r}"
 
 
 def config_from_dict(values: Mapping[str, Any]) -> RunConfig:

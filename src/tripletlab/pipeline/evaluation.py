@@ -3,6 +3,11 @@
 Every test sample is a query against all the others; trained embeddings are ranked by the
 run's loss distance, raw features (the baseline: what training bought) by squared L2.
 
+A split whose labels cannot support a group of metrics — one class (no clustering, no
+negative pairs), no class with two samples (no retrieval, no positive pairs) — still gets
+every other metric: :func:`unavailable_metrics` names the groups that cannot be computed and
+why, and their values are None (``null`` in ``metrics.json``, ``n/a`` in the report).
+
 Example:
     >>> import torch
     >>> from tripletlab.pipeline.config import load_config
@@ -21,36 +26,87 @@ import torch
 from torch import Tensor
 
 from tripletlab.evaluate import evaluate_embeddings, retrieval_metrics
+from tripletlab.evaluate.verification import FARS
 from tripletlab.pipeline.config import RunConfig
 from tripletlab.pipeline.data import load_data, prepare_data
 from tripletlab.pipeline.trained import TrainedModel
 
-__all__ = ["embedding_metrics", "evaluate_run"]
+__all__ = ["METRIC_GROUPS", "embedding_metrics", "evaluate_run", "unavailable_metrics"]
 
 #: The distance raw features are ranked by in the baseline.
 BASELINE_METRIC = "sqeuclidean"
 
+#: The metric keys of each group that a split's labels may rule out.
+METRIC_GROUPS: dict[str, tuple[str, ...]] = {
+    "retrieval": ("precision_at_1", "r_precision", "map_at_r", "knn_accuracy"),
+    "clustering": ("nmi", "ami"),
+    "verification": (
+        "verification_auc",
+        "verification_accuracy",
+        "verification_threshold",
+        *(f"verification_tar_at_far_{far:g}" for far in FARS),
+    ),
+}
+
+
+def unavailable_metrics(labels: Tensor) -> dict[str, str]:
+    """The metric groups ``labels`` cannot support, each with the reason.
+
+    Example:
+        >>> unavailable_metrics(torch.tensor([0, 0, 0]))["clustering"]
+        'the split has 1 class; clustering needs at least 2'
+        >>> sorted(unavailable_metrics(torch.tensor([0, 1, 2])))
+        ['retrieval', 'verification']
+    """
+    sizes = torch.bincount(labels.long()) if len(labels) else torch.zeros(0, dtype=torch.long)
+    n_classes, largest = int((sizes > 0).sum()), int(sizes.max()) if len(sizes) else 0
+    reasons = {}
+    if n_classes < 2:
+        noun = "class" if n_classes == 1 else "classes"
+        reasons["clustering"] = f"the split has {n_classes} {noun}; clustering needs at least 2"
+        reasons["verification"] = f"the split has {n_classes} {noun}; no negative pairs"
+    if largest < 2:
+        reasons["retrieval"] = "no class of the split has 2 samples; no query has a match"
+        reasons["verification"] = "no class of the split has 2 samples; no positive pairs"
+    return reasons
+
 
 def embedding_metrics(
     embeddings: Tensor, labels: Tensor, cfg: RunConfig, full: bool, raw: bool = False
-) -> tuple[dict[str, float], dict[str, Any] | None]:
+) -> tuple[dict[str, float | None], dict[str, Any] | None]:
     """Metrics and, with ``full``, the verification ROC curve (else None).
 
     ``full=False``: retrieval metrics only (the cheap per-epoch validation); ``raw=True``:
-    the embeddings are raw features, ranked by squared L2.
+    the embeddings are raw features, ranked by squared L2. The metrics of a group the labels
+    cannot support (:func:`unavailable_metrics`) are None.
     """
     metric = BASELINE_METRIC if raw else cfg.loss.metric
     ks, knn_k = tuple(cfg.eval.recall_at), cfg.eval.knn_k
     if not full:
         found = retrieval_metrics(embeddings, labels, metric=metric, ks=ks, knn_k=knn_k)
         return {k: float(v) for k, v in found.items()}, None
+    missing = unavailable_metrics(labels)
     out = evaluate_embeddings(
-        embeddings, labels, metric=metric, ks=ks, knn_k=knn_k, seed=cfg.seed, return_curve=True
+        embeddings,
+        labels,
+        metric=metric,
+        ks=ks,
+        knn_k=knn_k,
+        seed=cfg.seed,
+        return_curve=True,
+        clustering="clustering" not in missing,
+        verification="verification" not in missing,
     )
     curve = out.pop("roc", None)
     if curve is not None:
         curve = dict(curve, auc=out.get("verification_auc"))
-    return {k: float(v) for k, v in out.items()}, curve
+    metrics: dict[str, float | None] = {k: float(v) for k, v in out.items()}
+    for group in missing:
+        keys = METRIC_GROUPS[group] + (
+            tuple(f"recall_at_{k}" for k in ks) if group == "retrieval" else ()
+        )
+        metrics.update(dict.fromkeys(keys))
+    return metrics, curve
 
 
 def evaluate_run(
@@ -59,7 +115,8 @@ def evaluate_run(
     """The ``evaluate`` verb: metrics of a trained run on its own test split (default), or
     on all of ``dataset``, beside the raw-feature baseline.
 
-    Returns ``{"dataset", "n", "metrics", "baseline"}``.
+    Returns ``{"dataset", "n", "metrics", "baseline", "unavailable"}`` (``unavailable``:
+    the metric groups the labels cannot support, with the reason).
     """
     trained = TrainedModel.load(run_dir)
     cfg = trained.cfg
@@ -75,4 +132,5 @@ def evaluate_run(
         "n": len(labels),
         "metrics": embedding_metrics(trained.embed(raw), labels, cfg, full=True)[0],
         "baseline": embedding_metrics(flat, labels, cfg, full=True, raw=True)[0],
+        "unavailable": unavailable_metrics(labels),
     }

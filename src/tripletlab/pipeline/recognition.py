@@ -60,6 +60,9 @@ def run_threshold(run_dir: str | Path) -> float | None:
 def _embed_files(trained: TrainedModel, paths: list[str | Path]) -> list[Tensor]:
     """Embeddings of the samples of each file, one pass for all."""
     samples = [read_samples(p, trained.in_shape).astype(np.float32, copy=False) for p in paths]
+    for path, found in zip(paths, samples, strict=True):
+        if found.ndim == 0 or len(found) == 0 or found.size == 0:
+            raise DataError(f"{path}: holds no samples to embed")
     flat = [s.reshape(len(s), -1) for s in samples]
     widths = {f.shape[1] for f in flat}
     if len(widths) > 1:

@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from tripletlab.atomic import atomic_write, atomic_write_text
+from tripletlab.errors import ConfigError
 from tripletlab.train.logging import RunLogger, read_jsonl
 from tripletlab.train.trainer import Trainer
 
@@ -117,8 +119,13 @@ class RunDir:
 
     # -- writing ----------------------------------------------------------------------------
     def create(self) -> RunDir:
-        """Make the directory (and its parents)."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Make the directory (and its parents); ConfigError when the path is a file."""
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"run directory {self.path} exists and is not a directory")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise ConfigError(f"run directory {self.path}: a parent is a file") from None
         return self
 
     def logger(self) -> RunLogger:
@@ -127,23 +134,20 @@ class RunDir:
 
     def write_config(self, config: dict[str, Any]) -> Path:
         """``config.json``: the resolved configuration."""
-        self.config_path.write_text(json.dumps(config, indent=2) + "\n")
-        return self.config_path
+        return atomic_write_text(self.config_path, json.dumps(config, indent=2) + "\n")
 
     def write_metrics(self, summary: dict[str, Any]) -> Path:
-        """``metrics.json`` (NaN and Inf written as null)."""
-        self.metrics_path.write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
-        return self.metrics_path
+        """``metrics.json`` (NaN and Inf written as null), atomically."""
+        return atomic_write_text(self.metrics_path, json.dumps(_jsonable(summary), indent=2) + "\n")
 
     def save_test_embeddings(self, embeddings: Tensor, labels: Tensor, raw: Tensor) -> Path:
         """``test_embeddings.npz``: embeddings (N, D), labels (N,), raw inputs (N, F)."""
-        np.savez_compressed(
+        return atomic_write(
             self.test_embeddings_path,
-            embeddings=embeddings.numpy(),
-            labels=labels.numpy(),
-            raw=raw.numpy(),
+            lambda handle: np.savez_compressed(
+                handle, embeddings=embeddings.numpy(), labels=labels.numpy(), raw=raw.numpy()
+            ),
         )
-        return self.test_embeddings_path
 
     # -- reading ----------------------------------------------------------------------------
     def read_metrics(self) -> dict[str, Any] | None:

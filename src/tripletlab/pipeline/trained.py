@@ -18,13 +18,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tripletlab.atomic import atomic_write
 from tripletlab.errors import DataError
 from tripletlab.nn.embedding import embed
 from tripletlab.pipeline.config import RunConfig, config_from_dict
 from tripletlab.pipeline.data import read_input
 from tripletlab.pipeline.factories import build_network
 from tripletlab.pipeline.run_dir import RunDir
-from tripletlab.train.checkpoint import load_checkpoint
+from tripletlab.train.checkpoint import CheckpointError, check_fits, load_checkpoint
 
 __all__ = ["TrainedModel", "build_run_model", "embed_file", "embed_run", "load_run"]
 
@@ -60,16 +61,21 @@ class TrainedModel:
     def load(cls, run_dir: str | Path) -> TrainedModel:
         """The trained model of ``run_dir`` (``final.pt``, else ``last.pt``)."""
         path = RunDir(run_dir).trained_checkpoint()
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, required=("model", "config"))
         meta = state["config"]
+        if not isinstance(meta, dict) or not isinstance(meta.get("run"), dict):
+            raise CheckpointError(f"checkpoint {path} holds no run configuration")
         cfg = config_from_dict(meta["run"])
-        in_shape = tuple(int(s) for s in meta["in_shape"])
-        model = build_run_model(cfg, in_shape)
-        model.load_state_dict(state["model"])
-        model.eval()
-        return cls(
-            model, cfg, in_shape, float(meta["input_mean"]), float(meta["input_std"]), meta, path
-        )
+
+        def restore() -> TrainedModel:
+            in_shape = tuple(int(s) for s in meta["in_shape"])
+            model = build_run_model(cfg, in_shape)
+            model.load_state_dict(state["model"])
+            mean, std = float(meta["input_mean"]), float(meta["input_std"])
+            return cls(model.eval(), cfg, in_shape, mean, std, meta, path)
+
+        trained: TrainedModel = check_fits(path, restore)
+        return trained
 
     @property
     def metric(self) -> str:
@@ -88,13 +94,25 @@ class TrainedModel:
                 f"input samples have shape {tuple(x.shape[1:])}; the run was trained on "
                 f"{self.in_shape}"
             )
+        finite = np.isfinite(x.reshape(len(x), size)).all(axis=1)
+        if not finite.all():
+            first = int(np.flatnonzero(~finite)[0])
+            raise DataError(
+                f"input samples contain NaN or Inf ({int((~finite).sum())} samples, first "
+                f"sample {first}); their embeddings would be meaningless"
+            )
         return torch.from_numpy((x - self.input_mean) / self.input_std).float()
 
     def embed(self, samples: np.ndarray) -> Tensor:
-        """Embeddings (N, D) of raw ``samples`` (N, ...), as the run computes them."""
+        """Embeddings (N, D) of raw ``samples`` (N, ...), as the run computes them; (0, D)
+        for no samples."""
+        inputs = self.inputs(samples)
+        if len(inputs) == 0:  # the network itself says D: one empty forward pass
+            with torch.no_grad():
+                return self.model(inputs).detach().float().cpu()
         return embed(
             self.model,
-            self.inputs(samples),
+            inputs,
             self.cfg.eval.batch_size,
             normalize=self.cfg.model.normalize,
         )
@@ -114,9 +132,8 @@ def embed_run(run_dir: str | Path, x: np.ndarray) -> np.ndarray:
 
 def embed_file(run_dir: str | Path, input_path: str | Path, output: str | Path) -> tuple[int, int]:
     """The ``embed`` verb: embed the samples in ``input_path`` with the run's model and write
-    them to ``output`` (.npy, float32). Returns (N, D)."""
+    them to exactly ``output`` (.npy format, float32, whatever the suffix; atomically).
+    Returns (N, D)."""
     embeddings = embed_run(run_dir, read_input(input_path)).astype(np.float32)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    np.save(output, embeddings)
+    atomic_write(output, lambda handle: np.save(handle, embeddings))
     return embeddings.shape[0], embeddings.shape[1]

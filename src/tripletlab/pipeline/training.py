@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -32,13 +34,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from tripletlab.atomic import remove_stale_temps
 from tripletlab.errors import ConfigError
 from tripletlab.nn.loss_base import BatchLoss
-from tripletlab.pipeline.config import RunConfig, config_from_dict
+from tripletlab.pipeline.config import RunConfig
 from tripletlab.pipeline.data import PreparedData, prepare_data
-from tripletlab.pipeline.evaluation import embedding_metrics
+from tripletlab.pipeline.devices import check_threads, resolve_device
+from tripletlab.pipeline.evaluation import embedding_metrics, unavailable_metrics
 from tripletlab.pipeline.factories import build_loss, build_optimizer, build_scheduler
+from tripletlab.pipeline.interrupts import InterruptGuard
+from tripletlab.pipeline.memory import (
+    available_memory,
+    check_run_memory,
+    estimate_run_memory,
+    parameter_count,
+)
+from tripletlab.pipeline.resume import check_same_data, data_fingerprint, resumed_config
 from tripletlab.pipeline.run_dir import RunDir
+from tripletlab.pipeline.run_lock import RunLock
 from tripletlab.pipeline.trained import build_run_model
 from tripletlab.train.checkpoint import load_checkpoint
 from tripletlab.train.distributed_training import DistributedContext, distributed_context
@@ -59,8 +72,8 @@ class RunResult:
     """
 
     run_dir: Path
-    metrics: dict[str, float]
-    baseline: dict[str, float]
+    metrics: dict[str, float | None]
+    baseline: dict[str, float | None]
     history: list[dict[str, Any]]
     report_path: Path | None
     seconds: float
@@ -95,28 +108,44 @@ class TestEvaluation:
     """The test split's embeddings, metrics and ROC curves, and the baseline's."""
 
     embeddings: torch.Tensor
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]
     verification: dict[str, Any] | None
-    baseline: dict[str, float]
+    baseline: dict[str, float | None]
     baseline_verification: dict[str, Any] | None
     seconds: float
 
 
-def _resumed_config(cfg: RunConfig, run: RunDir) -> RunConfig:
-    """The config a resumed run started with (except the kill test hook)."""
+def _resume_state(cfg: RunConfig, run: RunDir, extend: bool) -> tuple[RunConfig, str | None]:
+    """The config to resume with and the data fingerprint the run stored (see
+    :mod:`tripletlab.pipeline.resume`)."""
     if not run.checkpoint_path.is_file():
         raise ConfigError(f"--resume: no checkpoint at {run.checkpoint_path}")
-    saved = load_checkpoint(run.checkpoint_path).get("config", {}).get("run")
-    if saved is None or saved == cfg.to_dict():
-        return cfg
-    saved["train"]["kill_after_steps"] = cfg.train.kill_after_steps
-    return config_from_dict(saved)
+    meta = load_checkpoint(run.checkpoint_path, required=("config",))["config"]
+    meta = meta if isinstance(meta, dict) else {}
+    saved = meta.get("run")
+    if not isinstance(saved, dict):
+        return cfg, None
+    return resumed_config(cfg, saved, extend=extend), meta.get("data_fingerprint")
 
 
 def _threads(cfg: RunConfig) -> int | None:
     if cfg.train.threads is None and cfg.model.name == "mlp":
         return 1  # a small MLP is fastest on one thread, above all on a shared CPU
-    return cfg.train.threads
+    return None if cfg.train.threads is None else check_threads(cfg.train.threads)
+
+
+def _check_memory(cfg: RunConfig, data: PreparedData) -> None:
+    """Refuse a run the machine's memory cannot hold, before it starts."""
+    with torch.device("meta"):  # shapes only: a huge network costs nothing here
+        shadow = build_run_model(cfg, data.in_shape)
+    parts = estimate_run_memory(
+        parameters=parameter_count(shadow),
+        batch=cfg.train.p * cfg.train.k,
+        dim=cfg.model.embedding_dim,
+        in_features=math.prod(data.in_shape),
+        n_test=len(data.y_test),
+    )
+    check_run_memory(parts, available_memory())
 
 
 def build(cfg: RunConfig, data: PreparedData) -> RunParts:
@@ -131,10 +160,17 @@ def build(cfg: RunConfig, data: PreparedData) -> RunParts:
     return RunParts(model, loss, optimizer, scheduler)
 
 
+def _fingerprint(data: PreparedData) -> str:
+    return data_fingerprint(data.x_train, data.y_train, data.x_val, data.y_val, data.x_test,
+                            data.y_test)  # fmt: skip
+
+
 def _checkpoint_meta(cfg: RunConfig, data: PreparedData) -> dict[str, Any]:
-    # What a later `embed`/`evaluate` needs to rebuild and feed the model.
+    # What a later `embed`/`evaluate` needs to rebuild and feed the model, and what a
+    # resume checks it continues the same run on the same data.
     return {
         "run": cfg.to_dict(),
+        "data_fingerprint": _fingerprint(data),
         "in_shape": list(data.in_shape),
         "input_mean": data.input_mean,
         "input_std": data.input_std,
@@ -156,7 +192,8 @@ def fit(
         if len(data.y_val) < 2:
             return {}
         embeddings = trainer.embed(data.x_val, cfg.eval.batch_size)
-        return embedding_metrics(embeddings, data.y_val, cfg, full=False)[0]
+        found = embedding_metrics(embeddings, data.y_val, cfg, full=False)[0]
+        return {key: value for key, value in found.items() if value is not None}
 
     logger = run.logger() if dctx.is_main else None
     try:
@@ -167,7 +204,7 @@ def fit(
             scheduler=parts.scheduler,
             normalize=cfg.model.normalize,
             grad_clip=cfg.optim.grad_clip,
-            device=cfg.train.device,
+            device=resolve_device(cfg.train.device),
             logger=logger,
             validate=validate if dctx.is_main else None,
             validate_every=cfg.eval.validate_every,
@@ -225,6 +262,8 @@ def _summary(
         "n_test": len(data.y_test),
         "test": test.metrics,
         "baseline": test.baseline,
+        # metric group -> why the test split cannot support it (its metrics are null)
+        "unavailable": unavailable_metrics(data.y_test),
         "epochs": len(history),
         "steps": trainer.global_step,
         "train_seconds": train_s,
@@ -261,28 +300,54 @@ def write_outputs(
     )
 
 
-def run_training(cfg: RunConfig, resume: bool = False) -> RunResult:
+def run_training(cfg: RunConfig, resume: bool = False, *, extend: bool = False) -> RunResult:
     """Train, evaluate against the raw-feature baseline and write the report.
+
+    The run directory is locked for the whole run (a second process gets a one-line
+    :class:`~tripletlab.pipeline.run_lock.RunLockedError`); Ctrl-C stops the run wherever it
+    is (``KeyboardInterrupt``) and leaves its last checkpoint to resume from.
 
     Args:
         cfg: the resolved run configuration.
-        resume: continue from the run directory's last checkpoint (ConfigError if missing).
+        resume: continue from the run directory's last checkpoint (ConfigError if missing,
+            or if ``cfg`` sets a value or the data differ from the run's).
+        extend: with ``resume``, allow a larger ``train.epochs`` than the run started with.
 
     Returns:
         A :class:`RunResult` with the test metrics, the baseline and the report path.
     """
-    started = time.perf_counter()
     dctx = distributed_context()
-    run = RunDir(cfg.out_dir)
+    run = RunDir(cfg.out_dir).create()
+    lock = RunLock(run.path) if dctx.is_main else contextlib.nullcontext()
+    with lock, InterruptGuard() as guard:
+        if dctx.is_main:  # under the lock no one else writes here: a killed writer's temps
+            remove_stale_temps(run.path)
+        return _run(cfg, run, dctx, guard, resume, extend)
+
+
+def _run(
+    cfg: RunConfig,
+    run: RunDir,
+    dctx: DistributedContext,
+    guard: InterruptGuard,
+    resume: bool,
+    extend: bool,
+) -> RunResult:
+    started = time.perf_counter()
+    saved_fingerprint = None
     if resume:
-        cfg = _resumed_config(cfg, run)
-    run.create()
-    if dctx.is_main:
-        run.write_config(cfg.to_dict())
+        cfg, saved_fingerprint = _resume_state(cfg, run, extend)
+    resolve_device(cfg.train.device)
     with torch_threads(_threads(cfg)):
         torch.manual_seed(cfg.seed)
         data = prepare_data(cfg)
+        _check_memory(cfg, data)
+        if resume:
+            check_same_data(saved_fingerprint, _fingerprint(data), data.dataset)
+        if dctx.is_main:
+            run.write_config(cfg.to_dict())
         trainer, train_seconds = fit(cfg, run, data, build(cfg, data), dctx, resume)
+        guard.check()
         if not dctx.is_main:  # the other ranks are done; rank 0 evaluates and reports
             dctx.close()
             seconds = time.perf_counter() - started
@@ -291,8 +356,12 @@ def run_training(cfg: RunConfig, resume: bool = False) -> RunResult:
                 data.dataset, len(data.y_test), rank=dctx.rank,
             )  # fmt: skip
         test = evaluate_test(cfg, data, trainer)
+        guard.check()
         summary = _summary(cfg, data, trainer, test, train_seconds)
+        # metrics.json first: a report that fails (full disk, a figure) loses no metric.
+        run.write_metrics(summary)
         report_path = write_outputs(cfg, run, data, trainer, test, summary)
+        guard.check()
     seconds = time.perf_counter() - started
     summary["total_seconds"] = seconds
     run.write_metrics(summary)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from tripletlab.atomic import atomic_write_text
 from tripletlab.report import plots
 from tripletlab.train.logging import read_jsonl
 
@@ -52,10 +53,14 @@ def _name(key: str) -> str:
 
 def _fmt(value: Any) -> str:
     if value is None:
-        return "–"
+        return "n/a"
     if isinstance(value, (int, float)) and np.isfinite(value):
         return f"{value:.4f}"
     return str(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def metrics_table(metrics: Mapping[str, Any], baseline: Mapping[str, Any]) -> str:
@@ -64,7 +69,7 @@ def metrics_table(metrics: Mapping[str, Any], baseline: Mapping[str, Any]) -> st
     keys += [
         k
         for k in metrics
-        if k not in keys and k not in _SKIP and isinstance(metrics[k], (int, float))
+        if k not in keys and k not in _SKIP and (metrics[k] is None or _is_number(metrics[k]))
     ]
     lines = [
         "| metric | trained embedding | raw features (baseline) | gain |",
@@ -72,13 +77,23 @@ def metrics_table(metrics: Mapping[str, Any], baseline: Mapping[str, Any]) -> st
     ]
     for key in keys:
         value, base = metrics.get(key), baseline.get(key)
-        gain = (
-            f"{value - base:+.4f}"
-            if isinstance(value, (int, float)) and isinstance(base, (int, float))
-            else "–"
-        )
+        gain = "–"
+        if _is_number(value) and _is_number(base):
+            gain = f"{float(value) - float(base):+.4f}"  # type: ignore[arg-type]
         lines.append(f"| {_name(key)} | {_fmt(value)} | {_fmt(base)} | {gain} |")
     return "\n".join(lines)
+
+
+def _projection_obstacle(embeddings: np.ndarray) -> str | None:
+    """Why the embeddings cannot be projected to 2-D (None when they can): fewer than two
+    samples, or all of them identical (t-SNE divides by their spread)."""
+    if len(embeddings) < 2:
+        return f"{len(embeddings)} test sample(s), nothing to project"
+    if not np.isfinite(embeddings).all():
+        return "the test embeddings hold NaN or Inf"
+    if float(np.ptp(embeddings, axis=0).max(initial=0.0)) == 0.0:
+        return f"all {len(embeddings)} test embeddings are identical (no spread to project)"
+    return None
 
 
 def _curve(result: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -124,11 +139,26 @@ def write_report(
         step_records, list(history), run_dir / "training.png", f"training loss ({averaged})"
     )
     figures.append(("Training: loss, triplet types, validation metrics", "training.png"))
-    plots.plot_embedding(
-        embeddings, labels, run_dir / "embedding_pca.png", class_names, method="pca", seed=cfg.seed
-    )
-    figures.append(("Test embeddings, PCA", "embedding_pca.png"))
-    if cfg.report.tsne and len(labels) <= cfg.report.tsne_max_points and len(labels) > 5:
+    notes: list[str] = []
+    spread = _projection_obstacle(embeddings)
+    if spread is not None:
+        notes.append(f"The PCA and t-SNE figures of the test embeddings are left out: {spread}.")
+    else:
+        plots.plot_embedding(
+            embeddings,
+            labels,
+            run_dir / "embedding_pca.png",
+            class_names,
+            method="pca",
+            seed=cfg.seed,
+        )
+        figures.append(("Test embeddings, PCA", "embedding_pca.png"))
+    if (
+        spread is None
+        and cfg.report.tsne
+        and len(labels) <= cfg.report.tsne_max_points
+        and len(labels) > 5
+    ):
         plots.plot_embedding(
             embeddings,
             labels,
@@ -172,6 +202,11 @@ def write_report(
         "",
         metrics_table(test, base),
         "",
+        *[
+            f"n/a — {group} metrics: {reason}."
+            for group, reason in dict(summary.get("unavailable", {})).items()
+        ],
+        "",
         f"Training took {summary.get('train_seconds', float('nan')):.1f} s "
         f"({summary.get('mean_epoch_seconds', float('nan')):.2f} s per epoch); "
         f"evaluation {summary.get('eval_seconds', float('nan')):.1f} s.",
@@ -181,6 +216,7 @@ def write_report(
     ]
     for caption, name in figures:
         lines += [f"### {caption}", "", f"![{caption}]({name})", ""]
+    lines += [*notes, ""] if notes else []
     lines += [
         "## Files",
         "",
@@ -189,6 +225,4 @@ def write_report(
         "`test_embeddings.npz`.",
         "",
     ]
-    path = run_dir / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return atomic_write_text(run_dir / "report.md", "\n".join(lines))

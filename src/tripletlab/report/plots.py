@@ -33,6 +33,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from tripletlab.atomic import atomic_write
 from tripletlab.errors import InvalidArgumentError
 
 __all__ = ["plot_embedding", "plot_roc", "plot_training", "project_2d", "save_figure"]
@@ -46,12 +47,14 @@ _FRACTIONS = (
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:
-    """Save ``fig`` as a PNG at ``path`` and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    """Save ``fig`` as a PNG at ``path`` atomically (a full disk leaves no half image) and
+    close it."""
+    try:
+        return atomic_write(
+            path, lambda handle: fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+        )
+    finally:
+        plt.close(fig)
 
 
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:

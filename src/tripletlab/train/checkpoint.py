@@ -10,6 +10,10 @@ reads it (no pickled code runs on load). Writes go to a temporary file in the sa
 are fsync'ed and then ``os.replace``d over the target: a crash leaves either the old or the
 new file, never a truncated one.
 
+A file that is not such a checkpoint — empty, truncated, random bytes, a pickle of other
+objects, an empty dict — raises :class:`CheckpointError` (one line naming the file and what
+is wrong); torch's own message, which suggests turning the safe loader off, is never shown.
+
 Example:
     >>> import tempfile, torch
     >>> from tripletlab.train.checkpoint import save_checkpoint, load_checkpoint
@@ -22,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +34,29 @@ import numpy as np
 import torch
 
 from tripletlab.atomic import atomic_torch_save
+from tripletlab.errors import DataError, TripletlabError
 
-__all__ = ["capture_rng_state", "load_checkpoint", "restore_rng_state", "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "capture_rng_state",
+    "check_fits",
+    "load_checkpoint",
+    "restore_rng_state",
+    "save_checkpoint",
+]
+
+#: What every checkpoint the Trainer writes holds (a resume needs all of it).
+TRAINER_KEYS = ("epoch", "global_step", "model", "optimizer", "rng")
+
+
+class CheckpointError(DataError):
+    """A checkpoint file cannot be read, or does not hold what the caller needs."""
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line (whitespace collapsed, cut at ``limit``)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -38,12 +64,57 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return atomic_torch_save(state, path)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with the safe ``weights_only=True`` unpickler."""
+def load_checkpoint(
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    *,
+    required: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Load a checkpoint with the safe ``weights_only=True`` unpickler.
+
+    Args:
+        path: the file.
+        map_location: where its tensors go.
+        required: keys the checkpoint must hold (e.g. :data:`TRAINER_KEYS`).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: not a readable checkpoint, not a dict, or a required key missing.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is an empty file")
+    try:
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of foreign files, naming its loader.
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        # Only the type: torch's text advises weights_only=False, which would run code.
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read: truncated, corrupt or not a tripletlab "
+            f"checkpoint ({type(exc).__name__})"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict")
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(map(repr, missing))}")
+    return state
+
+
+def check_fits(path: str | Path, restore: Any, *args: Any) -> Any:
+    """``restore(*args)`` (loading state dicts from a checkpoint), with the errors a
+    checkpoint of other content causes (shape mismatches, missing entries, wrong types)
+    raised as one-line :class:`CheckpointError`s naming ``path``."""
+    try:
+        return restore(*args)
+    except TripletlabError:
+        raise  # already one line that names the problem
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        raise CheckpointError(f"checkpoint {path} does not fit: {one_line(exc)}") from None
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -9,7 +9,10 @@ Files in the run directory:
     ``tensorboard/``  scalars of both, only when tensorboard is importable
 
 On ``--resume`` the logs are cut back to the checkpoint (:meth:`RunLogger.truncate`), so a
-resumed run's logs equal an uninterrupted run's.
+resumed run's logs equal an uninterrupted run's. Records are only ever appended, and a log
+that is cut back (or the CSV, rewritten each epoch) is written whole to a new file that
+replaces the old one atomically: a kill at any moment leaves the old log or the new one,
+never a log missing records.
 
 Example:
     >>> import tempfile
@@ -24,11 +27,14 @@ Example:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from tripletlab.atomic import atomic_write_text
 
 __all__ = ["RunLogger", "read_jsonl"]
 
@@ -53,6 +59,10 @@ def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _jsonl_line(record: Mapping[str, Any]) -> str:
+    return json.dumps({k: _clean(v) for k, v in record.items()}) + "\n"
 
 
 class RunLogger:
@@ -82,8 +92,10 @@ class RunLogger:
     def truncate(self, last_epoch: int) -> None:
         """Keep only the records of epochs ≤ ``last_epoch`` (for a resumed run)."""
         for path in (self.steps_path, self.epochs_path):
-            kept = [r for r in read_jsonl(path) if int(r.get("epoch", 0)) <= last_epoch]
-            self._write_jsonl(path, kept, mode="w")
+            records = read_jsonl(path)
+            kept = [r for r in records if int(r.get("epoch", 0)) <= last_epoch]
+            if len(kept) != len(records) or not path.is_file():
+                atomic_write_text(path, "".join(_jsonl_line(r) for r in kept))
         self._write_csv(read_jsonl(self.epochs_path))
 
     def reset(self) -> None:
@@ -91,24 +103,24 @@ class RunLogger:
         self.truncate(last_epoch=0)
 
     @staticmethod
-    def _write_jsonl(path: Path, records: Iterable[Mapping[str, Any]], mode: str) -> None:
-        with path.open(mode, encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+    def _append_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write("".join(_jsonl_line(r) for r in records))
             handle.flush()
 
     def _write_csv(self, records: list[dict[str, Any]]) -> None:
         columns: list[str] = []
         for record in records:
             columns += [key for key in record if key not in columns]
-        with self.epochs_csv.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(records)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(records)
+        atomic_write_text(self.epochs_csv, text.getvalue())
 
     def log_steps(self, records: list[dict[str, Any]]) -> None:
         """Append step records (written per epoch: the hot loop does not wait on disk)."""
-        self._write_jsonl(self.steps_path, records, mode="a")
+        self._append_jsonl(self.steps_path, records)
         if self._writer is not None:
             for record in records:
                 for key, value in record.items():
@@ -117,7 +129,7 @@ class RunLogger:
 
     def log_epoch(self, record: dict[str, Any]) -> None:
         """Append one epoch record to ``epochs.jsonl`` and rewrite ``epochs.csv``."""
-        self._write_jsonl(self.epochs_path, [record], mode="a")
+        self._append_jsonl(self.epochs_path, [record])
         self._write_csv(read_jsonl(self.epochs_path))
         if self._writer is not None:
             for key, value in record.items():

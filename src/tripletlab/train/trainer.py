@@ -50,12 +50,15 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from tripletlab._moved import moved_names
+from tripletlab.atomic import remove_stale_temps
 from tripletlab.data.sampler import PKSampler
 from tripletlab.errors import InvalidArgumentError
 from tripletlab.nn.embedding import DEFAULT_EMBED_BATCH, embed, l2_normalize
 from tripletlab.nn.loss_base import LossStats, as_batch_loss
 from tripletlab.train.checkpoint import (
+    TRAINER_KEYS,
     capture_rng_state,
+    check_fits,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
@@ -85,6 +88,10 @@ def torch_threads(n: int | None) -> Iterator[None]:
     if n is None:
         yield
         return
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if not 1 <= n <= max(cpus or 1, 1):
+        # OpenBLAS segfaults above its build limit rather than refusing: refuse here.
+        raise InvalidArgumentError(f"threads must be in 1..{cpus} (the CPU cores); got {n}")
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -338,8 +345,11 @@ class Trainer:
             raise InvalidArgumentError(
                 f"inputs and labels must have the same length; got {n_inputs} and {len(labels)}"
             )
+        if self.checkpoint_dir is not None:
+            remove_stale_temps(self.checkpoint_dir)  # a killed writer's; never a checkpoint
         if resume_from is not None:
-            self.load_state_dict(load_checkpoint(resume_from, map_location=self.device))
+            state = load_checkpoint(resume_from, map_location=self.device, required=TRAINER_KEYS)
+            check_fits(resume_from, self.load_state_dict, state)
             if self.logger is not None:
                 self.logger.truncate(self.epoch)
         else:
