@@ -26,6 +26,7 @@ from tripletlab.functional._batch_input import (
     empty_batch_terms,
     prepare_batch,
 )
+from tripletlab.functional._validation import check_scaled_result
 from tripletlab.functional.reductions import REDUCTIONS, reduce_total
 from tripletlab.functional.smoothing import smooth_hinge
 from tripletlab.functional.triplet_types import TripletStats, batch_stats
@@ -71,8 +72,9 @@ def batch_hard_triplet_loss(
     """
     margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
     batch = prepare_batch(
-        embeddings, labels, metric, ref_embeddings, ref_labels, differentiable=False
+        embeddings, labels, metric, ref_embeddings, ref_labels, differentiable=False, margin=margin
     )
+    margin, smoothing = batch.unit * margin, smoothing and batch.unit * smoothing
     valid = (batch.num_positives > 0) & (batch.num_negatives > 0)
     if batch.k == 0 or batch.num_columns == 0:
         per_anchor, _ = empty_batch_terms(batch)
@@ -82,6 +84,8 @@ def batch_hard_triplet_loss(
         d_ap = batch.pair_distances(rows, hardest_positive_index(batch))
         d_an = batch.pair_distances(rows, hardest_negative_index(batch))
         per_anchor = torch.where(valid, smooth_hinge(d_ap - d_an + margin, smoothing), 0)
+    if batch.unit != 1.0:  # distances in scaled units (overflow protection): back to the user's
+        per_anchor = check_scaled_result(per_anchor / batch.unit, batch.unit, "the loss")
     num_terms = valid.sum()
     num_active = (per_anchor.detach() > 0).sum()
     if reduction == "none":

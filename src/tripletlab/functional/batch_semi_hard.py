@@ -35,7 +35,7 @@ from tripletlab.functional._batch_input import (
     empty_batch_terms,
     prepare_batch,
 )
-from tripletlab.functional._validation import check_choice
+from tripletlab.functional._validation import check_choice, check_scaled_result
 from tripletlab.functional.batch_hard import easiest_negative_index
 from tripletlab.functional.reductions import REDUCTIONS, reduce_total
 from tripletlab.functional.smoothing import smooth_hinge
@@ -89,8 +89,9 @@ def batch_semi_hard_triplet_loss(
     margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
     check_choice(fallback, "fallback", FALLBACKS)
     batch = prepare_batch(
-        embeddings, labels, metric, ref_embeddings, ref_labels, differentiable=False
+        embeddings, labels, metric, ref_embeddings, ref_labels, differentiable=False, margin=margin
     )
+    margin, smoothing = batch.unit * margin, smoothing and batch.unit * smoothing
     if batch.k == 0 or batch.num_columns == 0:
         per_anchor, _ = empty_batch_terms(batch)
         pair_valid = batch.positive_mask
@@ -109,6 +110,9 @@ def batch_semi_hard_triplet_loss(
         d_an = batch.pair_distances(rows, columns)
         values = torch.where(pair_valid, smooth_hinge(d_ap - d_an + margin, smoothing), 0)
         per_anchor = values.sum(1)
+        if batch.unit != 1.0:  # distances in scaled units (overflow protection)
+            per_anchor = check_scaled_result(per_anchor / batch.unit, batch.unit, "the loss")
+            values = values / batch.unit
     num_terms = pair_valid.sum()
     num_active = ((values.detach() > 0) & pair_valid).sum()
     if reduction == "none":

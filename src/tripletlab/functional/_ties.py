@@ -1,0 +1,113 @@
+"""Exact decisions on ties: refine the few distance entries a GEMM cannot decide.
+
+A distance matrix from one GEMM (‖x_a‖² + ‖x_n‖² − 2⟨x_a, x_n⟩ on centred rows, or
+1 − ⟨x̂_a, x̂_n⟩) is fast but carries a rounding error that depends on where the rows sit in the
+batch: two identical rows come out ~1e-7 apart in float32, an exact tie d_an = d_ap becomes a
+strict inequality one way or the other, and reordering the batch changes the decision.
+
+The loss decisions only compare distances with a few *critical values* per anchor (0, each
+d_ap and each d_ap + m for triplets; 0 and the margin for pairs). With a bound E on the GEMM
+error, an entry whose interval [v − E, v + E] contains no critical value decides exactly as
+the direct difference would; the others (few: the ties, the duplicates and the rare near-ties)
+are recomputed directly, row pair by row pair, in a way that depends on the two rows only —
+in float64 for float32 inputs, then rounded, so equal pairs give equal bits. Every decision
+(loss, its statistics, the brute-force reference) is then made on the same numbers, whatever
+the order of the batch.
+
+Error bound (Higham, "Accuracy and Stability of Numerical Algorithms", §3.1): a sum of n
+rounded products has error ≤ γ_n Σ|terms|, γ_n ≈ n·u. The GEMM entry sums D + 2 terms of total
+magnitude ≤ 2(s_a + s_n) (s = ‖centred row‖², Cauchy–Schwarz), the squared norms D terms each,
+centring and the direct difference a few u·(s_a + s_n) more: |v − direct| ≤ (5D + 12)·u·(s_a +
+s_n). :data:`_BOUND_PER_DIM` and :data:`_BOUND_CONSTANT` take about 1.6× that. For the cosine
+distance the rows are unit vectors, so s = 1 (0 for a zero row, whose distances are exactly 1).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+#: Error bound per embedding dimension, in units of u·(s_a + s_n) (see the module docstring).
+_BOUND_PER_DIM = 8
+#: Constant part of the error bound, same units.
+_BOUND_CONSTANT = 20
+#: Relative slack around each critical value, in units of u: covers the rounding of the
+#: critical value itself (d_ap + m, its square for the euclidean metric, √m) and of the test.
+_CRITICAL_SLACK = 8
+#: Elements of the (rows, M) flag computation processed at once (bounded temporaries).
+_FLAG_BLOCK_ELEMENTS = 2**20
+
+
+def error_scale(dim: int, dtype: torch.dtype) -> float:
+    """γ with |GEMM entry − direct entry| ≤ γ·(s_a + s_n) for rows of dimension ``dim``."""
+    unit_roundoff = torch.finfo(dtype).eps / 2
+    return (_BOUND_PER_DIM * dim + _BOUND_CONSTANT) * unit_roundoff
+
+
+def direct_squared(x: Tensor, y: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """‖x[rows] − y[cols]‖² pair by pair, from the two rows only (float64 for float32 input).
+
+    For float32 rows the differences and squares are exact in float64 and the rounded sum is
+    the correctly rounded distance but for a double rounding once in ~2²⁹: identical pairs give
+    identical bits wherever they sit in the batch.
+    """
+    wide = torch.float64 if x.dtype in (torch.float32, torch.float16, torch.bfloat16) else x.dtype
+    diff = x.index_select(0, rows).to(wide) - y.index_select(0, cols).to(wide)
+    return (diff * diff).sum(1).to(x.dtype)
+
+
+def direct_cosine(x_hat: Tensor, y_hat: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """1 − cos as ‖x̂ − ŷ‖²/2 pair by pair (exactly 0 for identical directions); 1 where a
+    row is zero (its cosine is defined as 0). ``x_hat``/``y_hat`` are the normalised rows."""
+    half = direct_squared(x_hat, y_hat, rows, cols) / 2
+    zero = (x_hat.index_select(0, rows) == 0).all(1) | (y_hat.index_select(0, cols) == 0).all(1)
+    return torch.where(zero, torch.ones_like(half), half)
+
+
+def refine_pairs_(values: Tensor, rows: Tensor, cols: Tensor, direct) -> None:
+    """Overwrite ``values[rows, cols]`` with ``direct(rows, cols)`` (in place, no autograd)."""
+    if rows.numel():
+        values[rows, cols] = direct(rows, cols)
+
+
+def refine_near_critical_(
+    values: Tensor,
+    row_size: Tensor,
+    col_size: Tensor,
+    gamma: float,
+    critical: Tensor,
+    direct,
+) -> int:
+    """Recompute the entries of ``values`` whose error interval holds a critical value.
+
+    Args:
+        values: (B, M) GEMM distances (the space the error bound is stated in), refined in
+            place.
+        row_size, col_size: (B,) and (M,) the s_a, s_n of the bound E = γ·(s_a + s_n).
+        gamma: :func:`error_scale`.
+        critical: (B, J) critical values per row, ascending (+inf padding allowed), ≥ 0.
+        direct: callable (rows, cols) → the directly computed entries.
+
+    Returns:
+        The number of refined entries (a Python int; the search synchronises on ``nonzero``).
+    """
+    n_rows, n_cols = values.shape
+    if n_rows == 0 or n_cols == 0 or critical.shape[1] == 0:
+        return 0
+    slack = _CRITICAL_SLACK * torch.finfo(values.dtype).eps / 2
+    low = (critical * (1 - slack)).contiguous()
+    high = (critical * (1 + slack)).contiguous()
+    step = max(1, _FLAG_BLOCK_ELEMENTS // n_cols)
+    refined = 0
+    for start in range(0, n_rows, step):
+        block = slice(start, min(n_rows, start + step))
+        v = values[block]
+        bound = (row_size[block, None] + col_size[None, :]) * gamma
+        # an interval [v − E, v + E] meets [low_j, high_j] iff #{low_j ≤ v + E} > #{high_j < v − E}
+        upto = torch.searchsorted(low[block], v + bound, right=True)
+        below = torch.searchsorted(high[block], v - bound, right=False)
+        r, c = (upto > below).nonzero(as_tuple=True)
+        r = r + start
+        refine_pairs_(values, r, c, direct)
+        refined += int(r.numel())
+    return refined
