@@ -85,6 +85,16 @@ def _setup(embeddings, labels, metric, ref_embeddings, ref_labels):
     return d, n_anchor, positives, negatives
 
 
+def triplet_hinge(d_ap: Tensor, d_an: Tensor, margin: float, smoothing: float | None) -> Tensor:
+    """h(d_ap − d_an + m), active exactly when d_an < d_ap + m (the written definition: the
+    triplet is easy, loss 0, iff d_an ≥ d_ap + m), decided on d_ap + m as the definitions
+    state it — so a float32 near-tie is classified as the class counts classify it."""
+    value = smooth_hinge(d_ap - d_an + margin, smoothing)
+    if smoothing:
+        return value
+    return torch.where(d_an < d_ap + margin, value, torch.zeros_like(value))
+
+
 def batch_all_reference(
     embeddings: Tensor,
     labels: Tensor,
@@ -102,7 +112,7 @@ def batch_all_reference(
     values, per_anchor = [], []
     for a in range(n_anchor):
         mine = [
-            smooth_hinge(d[a, p] - d[a, n] + margin, smoothing)
+            triplet_hinge(d[a, p], d[a, n], margin, smoothing)
             for p in positives(a)
             for n in negatives(a)
         ]
