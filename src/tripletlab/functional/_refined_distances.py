@@ -185,21 +185,39 @@ def _refine_(
         def direct(rows: Tensor, cols: Tensor) -> Tensor:
             return direct_squared(x, columns, rows, cols)
 
-    critical = [torch.zeros((matrix.shape[0], 1), dtype=matrix.dtype, device=matrix.device)]
-    to_refine_units = _square if metric == "euclidean" else _identity
-    if positives is not None and positives.shape[1] and matrix.shape[1]:
-        rows = torch.arange(matrix.shape[0], device=matrix.device)[:, None].expand_as(positives)
-        refine_pairs_(matrix, rows.reshape(-1), positives.reshape(-1), direct)
-        d_ap = matrix.gather(1, positives)
-        d_ap_metric = d_ap.sqrt() if metric == "euclidean" else d_ap
-        for offset in offsets:
-            values = to_refine_units(d_ap_metric + offset)
-            critical.append(torch.where(positive_mask, values, math.inf))
-    for constant in constants:
-        critical.append(torch.full_like(critical[0], to_refine_units(constant)))
-    critical_sorted = torch.cat(critical, dim=1).sort(dim=1).values
     gamma = error_scale(x.shape[1], x.dtype)
-    refine_near_critical_(matrix, row_size, col_size, gamma, critical_sorted, direct)
+    zero = torch.zeros((matrix.shape[0], 1), dtype=matrix.dtype, device=matrix.device)
+    low, high = [zero], [zero]
+    to_refine_units = _square if metric == "euclidean" else _identity
+    has_positives = positives is not None and positives.shape[1] and matrix.shape[1]
+    if has_positives:
+        # the critical values come from GEMM entries d_ap too: each is an interval of their
+        # error bound, so that an entry away from all of them decides as the direct values
+        d_ap = matrix.gather(1, positives)
+        bound = gamma * (row_size + col_size.max())[:, None]
+        d_low, d_high = (d_ap - bound).clamp_min(0), d_ap + bound
+        if metric == "euclidean":
+            d_low, d_high = d_low.sqrt(), d_high.sqrt()
+        for offset in offsets:
+            low.append(torch.where(positive_mask, to_refine_units(d_low + offset), math.inf))
+            high.append(torch.where(positive_mask, to_refine_units(d_high + offset), math.inf))
+    for constant in constants:
+        low.append(torch.full_like(zero, to_refine_units(constant)))
+        high.append(low[-1])
+    flagged_rows = refine_near_critical_(
+        matrix,
+        row_size,
+        col_size,
+        gamma,
+        torch.cat(low, dim=1).sort(dim=1).values,
+        torch.cat(high, dim=1).sort(dim=1).values,
+        direct,
+        skip_diagonal=y is None,
+    )
+    if has_positives and flagged_rows.numel():
+        # where a decision was close, the anchor's d_ap (its critical values) exact as well
+        rows = flagged_rows[:, None].expand(-1, positives.shape[1])
+        refine_pairs_(matrix, rows.reshape(-1), positives[flagged_rows].reshape(-1), direct)
 
 
 def _square(value):

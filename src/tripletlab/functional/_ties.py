@@ -75,39 +75,49 @@ def refine_near_critical_(
     row_size: Tensor,
     col_size: Tensor,
     gamma: float,
-    critical: Tensor,
+    critical_low: Tensor,
+    critical_high: Tensor,
     direct,
-) -> int:
-    """Recompute the entries of ``values`` whose error interval holds a critical value.
+    skip_diagonal: bool = False,
+) -> Tensor:
+    """Recompute the entries of ``values`` whose error interval meets a critical interval.
 
     Args:
         values: (B, M) GEMM distances (the space the error bound is stated in), refined in
             place.
         row_size, col_size: (B,) and (M,) the s_a, s_n of the bound E = γ·(s_a + s_n).
         gamma: :func:`error_scale`.
-        critical: (B, J) critical values per row, ascending (+inf padding allowed), ≥ 0.
+        critical_low, critical_high: (B, J) the ends of each row's critical intervals, each
+            sorted ascending on its own (+inf padding allowed), ≥ 0.
         direct: callable (rows, cols) → the directly computed entries.
+        skip_diagonal: leave the diagonal alone (a batch against itself: it is exactly 0).
 
     Returns:
-        The number of refined entries (a Python int; the search synchronises on ``nonzero``).
+        The (unique, ascending) rows in which an entry was refined.
     """
     n_rows, n_cols = values.shape
-    if n_rows == 0 or n_cols == 0 or critical.shape[1] == 0:
-        return 0
+    no_rows = torch.zeros(0, dtype=torch.long, device=values.device)
+    if n_rows == 0 or n_cols == 0 or critical_low.shape[1] == 0:
+        return no_rows
     slack = _CRITICAL_SLACK * torch.finfo(values.dtype).eps / 2
-    low = (critical * (1 - slack)).contiguous()
-    high = (critical * (1 + slack)).contiguous()
+    low = (critical_low * (1 - slack)).contiguous()
+    high = (critical_high * (1 + slack)).contiguous()
     step = max(1, _FLAG_BLOCK_ELEMENTS // n_cols)
-    refined = 0
+    flagged_rows = []
     for start in range(0, n_rows, step):
         block = slice(start, min(n_rows, start + step))
         v = values[block]
         bound = (row_size[block, None] + col_size[None, :]) * gamma
-        # an interval [v − E, v + E] meets [low_j, high_j] iff #{low_j ≤ v + E} > #{high_j < v − E}
+        # the number of intervals [low_j, high_j] meeting [v − E, v + E] is
+        # #{low_j ≤ v + E} − #{high_j < v − E} (every interval with high_j < v − E has
+        # low_j ≤ v + E too), whatever the order of the intervals
         upto = torch.searchsorted(low[block], v + bound, right=True)
         below = torch.searchsorted(high[block], v - bound, right=False)
-        r, c = (upto > below).nonzero(as_tuple=True)
+        near = upto > below
+        if skip_diagonal:
+            near.diagonal(offset=start).fill_(False)
+        r, c = near.nonzero(as_tuple=True)
         r = r + start
         refine_pairs_(values, r, c, direct)
-        refined += int(r.numel())
-    return refined
+        flagged_rows.append(r)
+    return torch.unique(torch.cat(flagged_rows)) if flagged_rows else no_rows
