@@ -39,11 +39,13 @@ from tripletlab.functional._batch_input import (
     prepare_batch,
     row_chunks,
 )
+from tripletlab.functional._compile import eager_under_compile
 from tripletlab.functional._validation import check_scaled_result
 from tripletlab.functional.reductions import REDUCTIONS, reduce_total
 from tripletlab.functional.triplet_types import TripletStats, batch_stats
 
 
+@eager_under_compile
 def batch_all_triplet_loss(
     embeddings: Tensor,
     labels: Tensor,

@@ -26,6 +26,7 @@ from tripletlab.functional._batch_input import (
     empty_batch_terms,
     prepare_batch,
 )
+from tripletlab.functional._compile import eager_under_compile
 from tripletlab.functional._dense_small import DENSE_MAX_BATCH, dense_batch_hard_terms
 from tripletlab.functional._validation import (
     check_embeddings,
@@ -41,6 +42,7 @@ from tripletlab.functional.smoothing import smooth_hinge
 from tripletlab.functional.triplet_types import TripletStats, batch_stats
 
 
+@eager_under_compile
 def batch_hard_triplet_loss(
     embeddings: Tensor,
     labels: Tensor,

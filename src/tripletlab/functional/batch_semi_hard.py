@@ -35,6 +35,7 @@ from tripletlab.functional._batch_input import (
     empty_batch_terms,
     prepare_batch,
 )
+from tripletlab.functional._compile import eager_under_compile
 from tripletlab.functional._validation import check_choice, check_scaled_result
 from tripletlab.functional.batch_hard import easiest_negative_index
 from tripletlab.functional.reductions import REDUCTIONS, reduce_total
@@ -44,6 +45,7 @@ from tripletlab.functional.triplet_types import TripletStats, batch_stats
 FALLBACKS: tuple[str, ...] = ("hardest", "easiest", "skip")
 
 
+@eager_under_compile
 def batch_semi_hard_triplet_loss(
     embeddings: Tensor,
     labels: Tensor,

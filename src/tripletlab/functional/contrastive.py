@@ -29,6 +29,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from tripletlab.functional._compile import eager_under_compile
 from tripletlab.functional._refined_distances import differentiable_values, refined_distances
 from tripletlab.functional._validation import (
     check_choice,
@@ -54,6 +55,7 @@ ContrastiveForm = Literal["hadsell", "squared"]
 CONTRASTIVE_FORMS: tuple[str, ...] = ("hadsell", "squared")
 
 
+@eager_under_compile
 def contrastive_loss(
     x1: Tensor,
     x2: Tensor,
@@ -127,6 +129,7 @@ def contrastive_units(scale: float, metric: str, form: str) -> tuple[float, floa
     return margin_unit, scale ** (2 * degree)
 
 
+@eager_under_compile
 def batch_contrastive_loss(
     embeddings: Tensor,
     labels: Tensor,

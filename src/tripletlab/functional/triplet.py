@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from tripletlab.functional._compile import eager_under_compile
 from tripletlab.functional._validation import (
     check_choice,
     check_embeddings,
@@ -41,6 +42,7 @@ from tripletlab.functional.smoothing import smooth_hinge, smooth_hinge_derivativ
 _NORM_EPS = 1e-12
 
 
+@eager_under_compile
 def triplet_margin_loss(
     anchor: Tensor,
     positive: Tensor,
