@@ -134,7 +134,7 @@ def prepare_batch(
     if self_case:
         ref = labels
     else:
-        check_embeddings(ref_embeddings, "ref_embeddings", check_values=False)
+        ref_embeddings = check_embeddings(ref_embeddings, "ref_embeddings", check_values=False)
         largest = max(largest, finite_max_abs(ref_embeddings, "ref_embeddings"))
         ref = check_labels(ref_labels, ref_embeddings.shape[0], "ref_labels").long()
         if ref.device != labels.device:
@@ -144,15 +144,16 @@ def prepare_batch(
                 "embeddings and ref_embeddings must have the same dimension; got "
                 f"{embeddings.shape[1]} and {ref_embeddings.shape[1]}"
             )
-    dtype = compute_dtype(embeddings) if self_case else compute_dtype(embeddings, ref_embeddings)
+    columns_in = embeddings if ref_embeddings is None else ref_embeddings
+    dtype = compute_dtype(embeddings, columns_in)
     scale = overflow_scale(largest, embeddings.shape[1], dtype)
     x = _scaled(embeddings, dtype, scale)
-    y = None if self_case else _scaled(ref_embeddings, dtype, scale)
+    y = None if ref_embeddings is None else _scaled(ref_embeddings, dtype, scale)
     unit = scale ** METRIC_DEGREE[metric]
     positives, positive_mask = positive_index_matrix(labels, None if self_case else ref)
     with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
         if x.shape[0] == 0 or (y is not None and y.shape[0] == 0):
-            graph = values = pairwise_distances(x, y, metric=metric)
+            graph = values = pairwise_distances(x, y, metric=metric)  # type: ignore[arg-type]
         else:
             graph, values = refined_distances(
                 x, metric, y, positives, positive_mask, offsets=(0.0, margin * unit)

@@ -136,7 +136,7 @@ def refined_distances(
         _refine_(
             graph,
             x.detach(),
-            None if self_case else y.detach(),
+            None if y is None else y.detach(),
             metric,
             positives,
             positive_mask,
@@ -189,8 +189,7 @@ def _refine_(
     zero = torch.zeros((matrix.shape[0], 1), dtype=matrix.dtype, device=matrix.device)
     low, high = [zero], [zero]
     to_refine_units = _square if metric == "euclidean" else _identity
-    has_positives = positives is not None and positives.shape[1] and matrix.shape[1]
-    if has_positives:
+    if positives is not None and positive_mask is not None and positives.shape[1]:
         # the critical values come from GEMM entries d_ap too: each is an interval of their
         # error bound, so that an entry away from all of them decides as the direct values
         d_ap = matrix.gather(1, positives)
@@ -214,7 +213,7 @@ def _refine_(
         direct,
         skip_diagonal=y is None,
     )
-    if has_positives and flagged_rows.numel():
+    if positives is not None and positives.shape[1] and flagged_rows.numel():
         # where a decision was close, the anchor's d_ap (its critical values) exact as well
         rows = flagged_rows[:, None].expand(-1, positives.shape[1])
         refine_pairs_(matrix, rows.reshape(-1), positives[flagged_rows].reshape(-1), direct)

@@ -222,7 +222,8 @@ def _exact_pair_distances(
     margin_unit, loss_unit = contrastive_units(scale, metric, form)
     x = embeddings.to(dtype) * scale if scale != 1.0 else embeddings.to(dtype)
     if x.shape[0] == 0:
-        return pairwise_distances(x, metric=metric), scale, margin_unit, loss_unit
+        empty = pairwise_distances(x, metric=metric)  # type: ignore[arg-type]
+        return empty, scale, margin_unit, loss_unit
     # the decisions: d > 0 for a positive pair, m − d > 0 (hadsell) or m − d² > 0 (squared)
     threshold = margin * margin_unit
     critical = threshold if form == "hadsell" else math.sqrt(threshold)
