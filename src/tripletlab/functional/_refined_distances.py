@@ -25,6 +25,7 @@ from tripletlab.functional._ties import (
     error_scale,
     refine_near_critical_,
     refine_pairs_,
+    widen,
 )
 from tripletlab.functional.distances import pairwise_distances, safe_sqrt
 
@@ -169,6 +170,14 @@ def _refine_(
 ) -> None:
     """Make the entries near a decision exact, in place (``matrix`` in refine units)."""
     columns = x if y is None else y
+    wide: list[Tensor] = []  # the rows in float64, converted on the first refinement only
+
+    def widened(left: Tensor, right: Tensor) -> list[Tensor]:
+        if not wide:
+            wide.append(widen(left))
+            wide.append(wide[0] if right is left else widen(right))
+        return wide
+
     if metric == "cosine":
         x_hat, x_norm = unit_rows(x)
         y_hat, y_norm = (x_hat, x_norm) if y is None else unit_rows(y)
@@ -176,14 +185,16 @@ def _refine_(
         col_size = (y_norm > COSINE_EPS).to(x.dtype)
 
         def direct(rows: Tensor, cols: Tensor) -> Tensor:
-            return direct_cosine(x_hat, y_hat, rows, cols)
+            left, right = widened(x_hat, y_hat)
+            return direct_cosine(left, right, rows, cols, x.dtype)
     else:
         center = x.mean(dim=0, keepdim=True)
         row_size = ((x - center) ** 2).sum(1)
         col_size = row_size if y is None else ((columns - center) ** 2).sum(1)
 
         def direct(rows: Tensor, cols: Tensor) -> Tensor:
-            return direct_squared(x, columns, rows, cols)
+            left, right = widened(x, columns)
+            return direct_squared(left, right, rows, cols, x.dtype)
 
     gamma = error_scale(x.shape[1], x.dtype)
     zero = torch.zeros((matrix.shape[0], 1), dtype=matrix.dtype, device=matrix.device)

@@ -44,23 +44,34 @@ def error_scale(dim: int, dtype: torch.dtype) -> float:
     return (_BOUND_PER_DIM * dim + _BOUND_CONSTANT) * unit_roundoff
 
 
-def direct_squared(x: Tensor, y: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
-    """‖x[rows] − y[cols]‖² pair by pair, from the two rows only (float64 for float32 input).
+def widen(x: Tensor) -> Tensor:
+    """The rows in float64 (float32 and lower), for :func:`direct_squared`; converted once."""
+    return x if x.dtype == torch.float64 else x.to(torch.float64)
+
+
+def direct_squared(
+    x_wide: Tensor, y_wide: Tensor, rows: Tensor, cols: Tensor, dtype: torch.dtype
+) -> Tensor:
+    """‖x[rows] − y[cols]‖² pair by pair from the two (:func:`widen`-ed) rows only, in ``dtype``.
 
     For float32 rows the differences and squares are exact in float64 and the rounded sum is
     the correctly rounded distance but for a double rounding once in ~2²⁹: identical pairs give
     identical bits wherever they sit in the batch.
     """
-    wide = torch.float64 if x.dtype in (torch.float32, torch.float16, torch.bfloat16) else x.dtype
-    diff = x.index_select(0, rows).to(wide) - y.index_select(0, cols).to(wide)
-    return (diff * diff).sum(1).to(x.dtype)
+    diff = x_wide.index_select(0, rows) - y_wide.index_select(0, cols)
+    return (diff * diff).sum(1).to(dtype)
 
 
-def direct_cosine(x_hat: Tensor, y_hat: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+def direct_cosine(
+    x_hat_wide: Tensor, y_hat_wide: Tensor, rows: Tensor, cols: Tensor, dtype: torch.dtype
+) -> Tensor:
     """1 − cos as ‖x̂ − ŷ‖²/2 pair by pair (exactly 0 for identical directions); 1 where a
-    row is zero (its cosine is defined as 0). ``x_hat``/``y_hat`` are the normalised rows."""
-    half = direct_squared(x_hat, y_hat, rows, cols) / 2
-    zero = (x_hat.index_select(0, rows) == 0).all(1) | (y_hat.index_select(0, cols) == 0).all(1)
+    row is zero (its cosine is defined as 0). The arguments are the :func:`widen`-ed unit
+    rows (computed in the working dtype)."""
+    half = direct_squared(x_hat_wide, y_hat_wide, rows, cols, dtype) / 2
+    zero = (x_hat_wide.index_select(0, rows) == 0).all(1) | (
+        y_hat_wide.index_select(0, cols) == 0
+    ).all(1)
     return torch.where(zero, torch.ones_like(half), half)
 
 
