@@ -111,11 +111,13 @@ def prepare_batch(
     ref_labels: Tensor | None = None,
     differentiable: bool = True,
     margin: float = 0.0,
+    offsets: tuple[float, ...] | None = None,
 ) -> BatchInput:
     """Validate a batch, compute its distance matrix and positive index.
 
     The matrix is exact where the triplet decisions are made (0, every d_ap and d_ap +
-    ``margin``; see :mod:`tripletlab.functional._refined_distances`). Embeddings so large that
+    ``margin``, or d_ap + each of ``offsets`` when given — a loss passes only the
+    comparisons it makes; see :mod:`tripletlab.functional._refined_distances`). Embeddings so large that
     their distances would overflow are scaled by a power of two first; the batch records the
     factor of the distances (``unit``), by which the losses scale margin and smoothing and
     divide their result.
@@ -156,7 +158,12 @@ def prepare_batch(
             graph = values = pairwise_distances(x, y, metric=metric)  # type: ignore[arg-type]
         else:
             graph, values = refined_distances(
-                x, metric, y, positives, positive_mask, offsets=(0.0, margin * unit)
+                x,
+                metric,
+                y,
+                positives,
+                positive_mask,
+                offsets=tuple(o * unit for o in ((0.0, margin) if offsets is None else offsets)),
             )
     batch = index_batch(values, labels, None if self_case else ref, (positives, positive_mask))
     columns = x if self_case else y

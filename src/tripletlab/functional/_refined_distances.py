@@ -134,16 +134,17 @@ def refined_distances(
             else pairwise_distances(x, y, metric="sqeuclidean")
         )
     with torch.no_grad():
-        _refine_(
-            graph,
-            x.detach(),
-            None if y is None else y.detach(),
-            metric,
-            positives,
-            positive_mask,
-            offsets,
-            constants,
-        )
+        if offsets or constants:  # no comparison asked for: nothing to make exact
+            _refine_(
+                graph,
+                x.detach(),
+                None if y is None else y.detach(),
+                metric,
+                positives,
+                positive_mask,
+                offsets,
+                constants,
+            )
         if metric != "euclidean":
             return graph, graph
         if graph.requires_grad:
@@ -201,20 +202,18 @@ def _refine_(
     low, high = [zero], [zero]
     to_refine_units = _square if metric == "euclidean" else _identity
     if positives is not None and positive_mask is not None and positives.shape[1]:
-        # the critical values come from GEMM entries d_ap too: each is an interval of their
-        # error bound, so that an entry away from all of them decides as the direct values
+        # the anchors' d_ap first (B·K direct pairs): the critical values are then exact
+        rows = torch.arange(matrix.shape[0], device=matrix.device)[:, None].expand_as(positives)
+        refine_pairs_(matrix, rows.reshape(-1), positives.reshape(-1), direct)
         d_ap = matrix.gather(1, positives)
-        bound = gamma * (row_size + col_size.max())[:, None]
-        d_low, d_high = (d_ap - bound).clamp_min(0), d_ap + bound
-        if metric == "euclidean":
-            d_low, d_high = d_low.sqrt(), d_high.sqrt()
+        d_metric = d_ap.sqrt() if metric == "euclidean" else d_ap
         for offset in offsets:
-            low.append(torch.where(positive_mask, to_refine_units(d_low + offset), math.inf))
-            high.append(torch.where(positive_mask, to_refine_units(d_high + offset), math.inf))
+            low.append(torch.where(positive_mask, to_refine_units(d_metric + offset), math.inf))
+            high.append(low[-1])
     for constant in constants:
         low.append(torch.full_like(zero, to_refine_units(constant)))
         high.append(low[-1])
-    flagged_rows = refine_near_critical_(
+    refine_near_critical_(
         matrix,
         row_size,
         col_size,
@@ -224,10 +223,6 @@ def _refine_(
         direct,
         skip_diagonal=y is None,
     )
-    if positives is not None and positives.shape[1] and flagged_rows.numel():
-        # where a decision was close, the anchor's d_ap (its critical values) exact as well
-        rows = flagged_rows[:, None].expand(-1, positives.shape[1])
-        refine_pairs_(matrix, rows.reshape(-1), positives[flagged_rows].reshape(-1), direct)
 
 
 def _square(value):

@@ -18,7 +18,7 @@ Error bound (Higham, "Accuracy and Stability of Numerical Algorithms", §3.1): a
 rounded products has error ≤ γ_n Σ|terms|, γ_n ≈ n·u. The GEMM entry sums D + 2 terms of total
 magnitude ≤ 2(s_a + s_n) (s = ‖centred row‖², Cauchy–Schwarz), the squared norms D terms each,
 centring and the direct difference a few u·(s_a + s_n) more: |v − direct| ≤ (5D + 12)·u·(s_a +
-s_n). :data:`_BOUND_PER_DIM` and :data:`_BOUND_CONSTANT` take about 1.6× that. For the cosine
+s_n). :data:`_BOUND_PER_DIM` and :data:`_BOUND_CONSTANT` take (6D + 16)·u, ≥ 1.2× that. For the cosine
 distance the rows are unit vectors, so s = 1 (0 for a zero row, whose distances are exactly 1).
 """
 
@@ -28,9 +28,9 @@ import torch
 from torch import Tensor
 
 #: Error bound per embedding dimension, in units of u·(s_a + s_n) (see the module docstring).
-_BOUND_PER_DIM = 8
+_BOUND_PER_DIM = 6
 #: Constant part of the error bound, same units.
-_BOUND_CONSTANT = 20
+_BOUND_CONSTANT = 16
 #: Relative slack around each critical value, in units of u: covers the rounding of the
 #: critical value itself (d_ap + m, its square for the euclidean metric, √m) and of the test.
 _CRITICAL_SLACK = 8

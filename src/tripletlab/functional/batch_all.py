@@ -91,7 +91,12 @@ def batch_all_triplet_loss(
         2.0
     """
     margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
-    batch = prepare_batch(embeddings, labels, metric, ref_embeddings, ref_labels, margin=margin)
+    # the hinge compares d_an with d_ap + m only (its statistics with d_ap too); the smoothed
+    # loss decides nothing: only those comparisons need exact distances
+    offsets = (0.0, margin) if return_stats else () if smoothing else (margin,)
+    batch = prepare_batch(
+        embeddings, labels, metric, ref_embeddings, ref_labels, margin=margin, offsets=offsets
+    )
     # distances are in units scaled by batch.unit (overflow protection): so are m and μ
     scaled_margin = margin * batch.unit
     # for the euclidean metric the graph holds the squared distances (the chain rule is

@@ -87,7 +87,17 @@ def batch_hard_triplet_loss(
         if dense is not None:
             return dense
     batch = prepare_batch(
-        embeddings, labels, metric, ref_embeddings, ref_labels, differentiable=False, margin=margin
+        embeddings,
+        labels,
+        metric,
+        ref_embeddings,
+        ref_labels,
+        differentiable=False,
+        margin=margin,
+        # the loss decides nothing on the matrix (the selected distances are recomputed
+        # directly, and tied candidates have equal direct distances): only the statistics
+        # compare entries
+        offsets=(0.0, margin) if return_stats else (),
     )
     margin, smoothing = batch.unit * margin, smoothing and batch.unit * smoothing
     valid = (batch.num_positives > 0) & (batch.num_negatives > 0)

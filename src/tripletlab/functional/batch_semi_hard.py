@@ -91,7 +91,16 @@ def batch_semi_hard_triplet_loss(
     margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
     check_choice(fallback, "fallback", FALLBACKS)
     batch = prepare_batch(
-        embeddings, labels, metric, ref_embeddings, ref_labels, differentiable=False, margin=margin
+        embeddings,
+        labels,
+        metric,
+        ref_embeddings,
+        ref_labels,
+        differentiable=False,
+        margin=margin,
+        # the selection compares d_an with d_ap ("farther than the positive"); the hinge is on
+        # the recomputed distances; the statistics compare with d_ap + m too
+        offsets=(0.0, margin) if return_stats else (0.0,),
     )
     margin, smoothing = batch.unit * margin, smoothing and batch.unit * smoothing
     if batch.k == 0 or batch.num_columns == 0:
