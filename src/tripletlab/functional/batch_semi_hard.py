@@ -145,6 +145,8 @@ def semi_hard_negative_index(
         a (B, K) bool mask of the slots that have a negative farther than the positive, and
         (B,) the closest negative of each anchor (a valid column index even without one).
     """
+    if batch.num_anchors * batch.k * batch.num_columns <= _DENSE_MAX_ELEMENTS:
+        return _dense_semi_hard_index(batch)
     with torch.no_grad():
         d = batch.distances.detach()
         n_anchor, n_col = d.shape
@@ -185,6 +187,25 @@ def semi_hard_negative_index(
         columns = torch.empty_like(batch.positives).scatter_(1, order, suffix_col[:, 1:])
         found = torch.empty_like(batch.positive_mask).scatter_(1, order, found_sorted)
         return columns, found & batch.positive_mask, suffix_col[:, 0]
+
+
+#: Up to this many (anchor, positive, column) triples, the semi-hard negatives are found by
+#: one dense (B, K, M) masked minimum: fewer operator calls than the bucketing at small B.
+_DENSE_MAX_ELEMENTS = 2**20
+
+
+def _dense_semi_hard_index(batch: BatchInput) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`semi_hard_negative_index` by a dense (B, K, M) masked minimum (small batches)."""
+    with torch.no_grad():
+        d = batch.distances.detach()
+        negatives = batch.fill_excluded_(d.clone(), math.inf)  # non-negatives at +inf
+        d_ap = d.gather(1, batch.positives)
+        farther = torch.where(
+            negatives[:, None, :] > d_ap[:, :, None], negatives[:, None, :], math.inf
+        )
+        best, columns = farther.min(dim=2)
+        found = torch.isfinite(best) & batch.positive_mask
+        return columns, found, negatives.argmin(1)
 
 
 #: Elements of a row block processed at once (fits in L2 cache).
