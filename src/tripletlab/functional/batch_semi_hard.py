@@ -189,9 +189,10 @@ def semi_hard_negative_index(
         return columns, found & batch.positive_mask, suffix_col[:, 0]
 
 
-#: Up to this many (anchor, positive, column) triples, the semi-hard negatives are found by
+#: Up to this many (anchor, positive, column) triples (measured: B=256 K=16, 1M triples, was
+#: 3× slower dense than bucketed), the semi-hard negatives are found by
 #: one dense (B, K, M) masked minimum: fewer operator calls than the bucketing at small B.
-_DENSE_MAX_ELEMENTS = 2**20
+_DENSE_MAX_ELEMENTS = 2**17
 
 
 def _dense_semi_hard_index(batch: BatchInput) -> tuple[Tensor, Tensor, Tensor]:
