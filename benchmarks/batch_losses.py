@@ -40,20 +40,25 @@ import sys
 import time
 from pathlib import Path
 
-D = 128
-MARGIN = 0.2
-TL_METHODS = ("floor", "tl_all", "tl_hard", "tl_semi")
-PML_METHODS = (
-    "pml_all",
-    "pml_miner_all",
-    "pml_miner_semihard",
-    "pml_miner_hard",
-    "pml_batch_hard",
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks._steps import (  # noqa: E402  (the benchmark runs as a script too)
+    PML_METHODS,
+    SAME_LOSS_PEERS,
+    ST_METHODS,
+    TL_METHODS,
+    loss_step,
 )
-METHODS = TL_METHODS + PML_METHODS
+
+D = 128
+METHODS = TL_METHODS + ST_METHODS + PML_METHODS
 FULL_B = (256, 1024, 2048, 4096, 8192)
 FULL_K = (4, 16)
-ROOT = Path(__file__).resolve().parent.parent
+#: The issue's small-batch grid (K ≤ B/2): where most people train.
+SMALL_B = (32, 64, 128, 256)
+SMALL_K = (2, 4, 8, 16, 32)
+DRAFT = ROOT / "docs" / "drafts" / "batch_losses_table.md"
+
 RESULTS = ROOT / "benchmarks" / "results" / "batch_losses.json"
 README = ROOT / "README.md"
 START_MARK = "<!-- batch-losses-benchmark:start -->"
@@ -97,50 +102,15 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _make_step(method: str):
-    import torch
-
-    from tripletlab.functional import (
-        batch_all_triplet_loss,
-        batch_hard_triplet_loss,
-        batch_semi_hard_triplet_loss,
-    )
-
-    if method == "floor":
-
-        def floor(x, y):
-            sq = (x * x).sum(1)
-            return torch.addmm(sq[:, None] + sq[None, :], x, x.T, alpha=-2).clamp_min(0).sum()
-
-        return floor
-    if method == "tl_all":
-        return lambda x, y: batch_all_triplet_loss(x, y, margin=MARGIN)
-    if method == "tl_hard":
-        return lambda x, y: batch_hard_triplet_loss(x, y, margin=MARGIN)
-    if method == "tl_semi":
-        return lambda x, y: batch_semi_hard_triplet_loss(x, y, margin=MARGIN)
-    from pytorch_metric_learning import distances, losses, miners
-
-    distance = distances.LpDistance(power=2, normalize_embeddings=False)
-    loss = losses.TripletMarginLoss(margin=MARGIN, distance=distance)
-    if method == "pml_all":
-        return lambda x, y: loss(x, y)
-    if method == "pml_batch_hard":
-        miner = miners.BatchHardMiner(distance=distance)
-    else:
-        kind = method.removeprefix("pml_miner_")
-        miner = miners.TripletMarginMiner(margin=MARGIN, type_of_triplets=kind, distance=distance)
-    return lambda x, y: loss(x, y, miner(x, y))
-
-
-def worker(method: str, b: int, k: int, repeats: int, max_seconds: float) -> dict:
+def worker(method: str, b: int, k: int, repeats: int, max_seconds: float, metric: str) -> dict:
     import torch
 
     torch.set_num_threads(2)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(b, D, generator=g)
+    # L2-normalised rows (the issue's inputs): every method sees the same tensor
+    x = torch.nn.functional.normalize(torch.randn(b, D, generator=g), dim=1)
     y = (torch.arange(b) // k)[torch.randperm(b, generator=g)]
-    step = _make_step(method)
+    step = loss_step(method, metric)
     # a small call first: thread pools and library workspaces are not the method's memory
     small = min(b, 4 * k)
     step(x[:small].clone().requires_grad_(), y[:small]).backward()
@@ -148,11 +118,14 @@ def worker(method: str, b: int, k: int, repeats: int, max_seconds: float) -> dic
     times = []
     started = time.perf_counter()
     cold = False
+    value = None
     for i in range(repeats + 1):
         xx = x.clone().requires_grad_()
         t0 = time.perf_counter()
-        step(xx, y).backward()
+        loss = step(xx, y)
+        loss.backward()
         elapsed = time.perf_counter() - t0
+        value = float(loss.detach())
         if i > 0:  # the first call is a warm-up ...
             times.append(elapsed)
         elif elapsed > max_seconds:  # ... unless it alone exceeds the time budget
@@ -167,6 +140,7 @@ def worker(method: str, b: int, k: int, repeats: int, max_seconds: float) -> dic
         "median_ms": round(1000 * statistics.median(times), 2),
         "peak_extra_mb": round(max(0, peak - rss_before) / 2**20, 1),
         "cold_single_call": cold,
+        "loss": value,
     }
 
 
@@ -174,7 +148,7 @@ def worker(method: str, b: int, k: int, repeats: int, max_seconds: float) -> dic
 
 
 def run_config(method: str, b: int, k: int, args) -> dict:
-    record = {"method": method, "B": b, "K": k, "D": D}
+    record = {"method": method, "B": b, "K": k, "D": D, "metric": args.metric}
     estimate = estimate_bytes(method, b, k)
     record["estimate_mb"] = round(estimate / 2**20)
     limit = args.pml_memory_limit_gb if method.startswith("pml") else args.memory_limit_gb
@@ -192,6 +166,7 @@ def run_config(method: str, b: int, k: int, args) -> dict:
         str(k),
         str(args.repeats),
         str(args.max_seconds),
+        args.metric,
     ]
     env = dict(
         os.environ,
@@ -379,6 +354,38 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def peer_tables(records) -> str:
+    """tripletlab against the fastest peer computing the same loss, and every loss value."""
+    lines = [
+        "**tripletlab / fastest same-loss peer** (time ratio, < 1 is faster; memory ratio)",
+        "",
+        "| loss | B | K | tripletlab | fastest peer | time ratio | memory ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    values = ["", "**Loss values** (same definition ⇒ same number)", ""]
+    values += ["| loss | B | K | values |", "|---|---|---|---|"]
+    for tl, peers in SAME_LOSS_PEERS.items():
+        for k, b in sorted({(r["K"], r["B"]) for r in records}):
+            mine = _find(records, tl, b, k)
+            if not mine:
+                continue
+            found = [r for r in (_find(records, p, b, k) for p in peers) if r]
+            shown = [f"{tl} {mine['loss']:.6f}"] + [f"{r['method']} {r['loss']:.6f}" for r in found]
+            values.append(f"| {tl} | {b} | {k} | " + ", ".join(shown) + " |")
+            if not found:
+                lines.append(f"| {tl} | {b} | {k} | {_ms(mine['median_ms'])} | — | — | — |")
+                continue
+            best = min(found, key=lambda r: r["median_ms"])
+            time_ratio = mine["median_ms"] / max(best["median_ms"], 1e-9)
+            memory_ratio = (mine["peak_extra_mb"] + 1) / (best["peak_extra_mb"] + 1)
+            lines.append(
+                f"| {tl} | {b} | {k} | {_ms(mine['median_ms'])} / {_mb(mine['peak_extra_mb'])} | "
+                f"{best['method']} {_ms(best['median_ms'])} / {_mb(best['peak_extra_mb'])} | "
+                f"{time_ratio:.2f} | {memory_ratio:.2f} |"
+            )
+    return "\n".join(lines + values) + "\n"
+
+
 def _ms(ms: float) -> str:
     return f"{ms / 1000:.2f} s" if ms >= 1000 else f"{ms:.1f} ms"
 
@@ -450,14 +457,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--no-readme", action="store_true", help="don't update README.md")
-    parser.add_argument("--worker", nargs=5, metavar=("METHOD", "B", "K", "REPEATS", "SECS"))
+    parser.add_argument(
+        "--metric", default="euclidean", choices=("sqeuclidean", "euclidean", "cosine")
+    )
+    parser.add_argument("--small", action="store_true", help="the small-B grid: B ≤ 256")
+    parser.add_argument("--draft", type=Path, default=DRAFT, help="markdown table written here")
+    parser.add_argument(
+        "--worker", nargs=6, metavar=("METHOD", "B", "K", "REPEATS", "SECS", "METRIC")
+    )
     args = parser.parse_args(argv)
     if args.worker:
-        method, b, k, repeats, secs = args.worker
-        print(json.dumps(worker(method, int(b), int(k), int(repeats), float(secs))))
+        method, b, k, repeats, secs, metric = args.worker
+        print(json.dumps(worker(method, int(b), int(k), int(repeats), float(secs), metric)))
         return
-    bs = args.batch_sizes or ((256, 1024) if args.quick else FULL_B)
-    ks = args.ks or ((4,) if args.quick else FULL_K)
+    default_b = SMALL_B if args.small else FULL_B
+    default_k = SMALL_K if args.small else FULL_K
+    bs = args.batch_sizes or ((256, 1024) if args.quick else default_b)
+    ks = args.ks or ((4,) if args.quick else default_k)
     if args.quick:
         args.repeats = min(args.repeats, 3)
     methods = args.methods or METHODS
@@ -465,6 +481,8 @@ def main(argv: list[str] | None = None) -> None:
     result["machine"]["omp_wait_policy"] = args.omp_wait_policy
     for k in ks:
         for b in bs:
+            if 2 * k > b:
+                continue
             for method in methods:
                 record = run_config(method, b, k, args)
                 result["records"].append(record)
@@ -476,13 +494,17 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{method:>20} B={b:<5} K={k:<3} {shown}", flush=True)
     result["machine"]["load_end"] = _load()
     result["targets"] = targets(result["records"])
-    table = markdown(result)
+    table = markdown(result) + "\n" + peer_tables(result["records"])
     result["markdown"] = table
+    args.draft.parent.mkdir(parents=True, exist_ok=True)
+    args.draft.write_text(
+        f"# Batch losses ({args.metric}, CPU; CUDA unmeasured: no GPU was available)\n\n" + table
+    )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print()
     print(table)
-    if not args.no_readme and not args.quick and write_readme(table, README):
+    if not args.no_readme and not args.quick and not args.small and write_readme(table, README):
         print(f"README.md performance table updated; results in {args.output}")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tripletlab.functional.distances import pairwise_distances
+from tripletlab.functional.distances import safe_sqrt
 from tripletlab.functional.smoothing import smooth_hinge
 
 
@@ -28,12 +28,48 @@ def _reduce(values: list[Tensor], per_anchor: list[Tensor], reduction: str, zero
     return total / max(active, 1)
 
 
+def direct_distance(x: Tensor, y: Tensor, metric: str) -> Tensor:
+    """D(x, y) of two 1-D rows straight from the definition, in the rows' dtype.
+
+    float32 rows are differenced and summed in float64, then rounded: the correctly rounded
+    float32 distance (a float32 brute force that is exact on ties and integer data).
+    """
+    wide = torch.float64
+    if metric == "cosine":
+        x_norm, y_norm = torch.linalg.vector_norm(x), torch.linalg.vector_norm(y)
+        if float(x_norm.detach()) <= 1e-12 or float(y_norm.detach()) <= 1e-12:
+            return (x * 0).sum() + 1  # the cosine of a zero vector is defined as 0
+        diff = (x / x_norm).to(wide) - (y / y_norm).to(wide)
+        return ((diff * diff).sum() / 2).to(x.dtype)  # ‖x̂ − ŷ‖²/2 = 1 − cos
+    diff = x.to(wide) - y.to(wide)
+    squared = (diff * diff).sum().to(x.dtype)
+    if metric == "sqeuclidean":
+        return squared
+    return safe_sqrt(squared[None])[0]
+
+
+def direct_distance_matrix(x: Tensor, y: Tensor | None, metric: str) -> Tensor:
+    """All pairs by :func:`direct_distance` (a Python double loop; differentiable)."""
+    same = y is None
+    y = x if y is None else y
+    rows = []
+    for a in range(len(x)):
+        row = []
+        for n in range(len(y)):
+            if same and a == n and metric != "cosine":
+                row.append((x[a] * 0).sum())
+            else:
+                row.append(direct_distance(x[a], y[n], metric))
+        rows.append(torch.stack(row) if row else x.new_zeros(0))
+    return torch.stack(rows) if rows else x.new_zeros((0, len(y)))
+
+
 def _setup(embeddings, labels, metric, ref_embeddings, ref_labels):
     if ref_embeddings is None:
-        d = pairwise_distances(embeddings, metric=metric)
+        d = direct_distance_matrix(embeddings, None, metric)
         ref_labels, self_case = labels, True
     else:
-        d = pairwise_distances(embeddings, ref_embeddings, metric=metric)
+        d = direct_distance_matrix(embeddings, ref_embeddings, metric)
         self_case = False
     labels, ref_labels = labels.tolist(), ref_labels.tolist()
     n_anchor, n_col = d.shape
@@ -47,6 +83,16 @@ def _setup(embeddings, labels, metric, ref_embeddings, ref_labels):
         return [n for n in range(n_col) if ref_labels[n] != labels[a]]
 
     return d, n_anchor, positives, negatives
+
+
+def triplet_hinge(d_ap: Tensor, d_an: Tensor, margin: float, smoothing: float | None) -> Tensor:
+    """h(d_ap − d_an + m), active exactly when d_an < d_ap + m (the written definition: the
+    triplet is easy, loss 0, iff d_an ≥ d_ap + m), decided on d_ap + m as the definitions
+    state it — so a float32 near-tie is classified as the class counts classify it."""
+    value = smooth_hinge(d_ap - d_an + margin, smoothing)
+    if smoothing:
+        return value
+    return torch.where(d_an < d_ap + margin, value, torch.zeros_like(value))
 
 
 def batch_all_reference(
@@ -66,7 +112,7 @@ def batch_all_reference(
     values, per_anchor = [], []
     for a in range(n_anchor):
         mine = [
-            smooth_hinge(d[a, p] - d[a, n] + margin, smoothing)
+            triplet_hinge(d[a, p], d[a, n], margin, smoothing)
             for p in positives(a)
             for n in negatives(a)
         ]

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import Tensor
 
+from batch_references import direct_distance
+
 
 def naive_distance(x: Tensor, y: Tensor, metric: str) -> Tensor:
     """Distance between two 1-D vectors, straight from the formula."""
@@ -104,7 +106,8 @@ def naive_batch_contrastive_loss(
     per_anchor = [torch.zeros((), dtype=emb.dtype) for _ in range(b)]
     for i in range(b):
         for j in range(i + 1, b):
-            d = naive_distance(emb[i], emb[j], metric)
+            # the tie-exact definition: identical rows are exactly 0 apart
+            d = direct_distance(emb[i], emb[j], metric)
             value = naive_pair_loss(d, bool(labels[i] == labels[j]), margin, form)
             pair_values.append(value)
             per_anchor[i] = per_anchor[i] + value / 2

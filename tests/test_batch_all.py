@@ -70,7 +70,7 @@ def test_gradcheck_hinge_function():
 
     def fn(dist):
         per_anchor, _ = _BatchAllHinge.apply(
-            dist, batch.positives, batch.positive_mask, batch, 0.7, 64
+            dist, None, batch.positives, batch.positive_mask, batch, 0.7, 64
         )
         return per_anchor
 
@@ -82,7 +82,7 @@ def test_gradcheck_smooth_function():
 
     def fn(dist):
         per_anchor, _ = _BatchAllSmooth.apply(
-            dist, batch.positives, batch.positive_mask, batch, 0.7, 0.4, 64
+            dist, None, batch.positives, batch.positive_mask, batch, 0.7, 0.4, 64
         )
         return per_anchor
 
@@ -222,7 +222,7 @@ def test_many_positives_take_the_search_path():
 
 
 def test_gradcheck_of_the_symmetric_distance_backward():
-    from tripletlab.functional._batch_input import _SelfSquaredDistances
+    from tripletlab.functional._refined_distances import _SelfSquaredDistances
 
     x, _ = random_batch(13, 7, 1)
     x.requires_grad_()
@@ -246,3 +246,34 @@ def test_histogram_and_per_slot_counting_agree(monkeypatch, histogram_min_k):
         (want * torch.arange(24.0, dtype=torch.float64)).sum().backward()
         if not integer:  # exact ties have a subgradient choice at the kink
             torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_gradcheck_of_the_cosine_distance_backward():
+    from tripletlab.functional._refined_distances import _SelfCosineDistances
+
+    x, _ = random_batch(14, 7, 1)
+    x.requires_grad_()
+    assert torch.autograd.gradcheck(_SelfCosineDistances.apply, (x,))
+    # a zero row (cos defined as 0, not differentiable there) has distance 1 and no gradient
+    z = x.detach().clone()
+    z[3] = 0
+    z.requires_grad_()
+    dist = _SelfCosineDistances.apply(z)
+    assert bool((dist[3] == 1).all())
+    dist.sum().backward()
+    assert bool((z.grad[3] == 0).all())
+
+
+@pytest.mark.parametrize("smoothing", [None, 0.4])
+def test_gradcheck_euclidean_chain_rule_through_the_squared_matrix(smoothing):
+    # the euclidean graph holds the squared matrix; dL/dS = dL/dD / (2D) is applied in the
+    # Function's own buffer
+    x, y = random_batch(15, 9, 3)
+    x.requires_grad_()
+
+    def fn(e):
+        return batch_all_triplet_loss(
+            e, y, margin=0.7, metric="euclidean", smoothing=smoothing, reduction="none"
+        )
+
+    assert torch.autograd.gradcheck(fn, (x,))

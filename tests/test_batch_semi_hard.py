@@ -115,3 +115,18 @@ def test_binary_search_path_equals_comparison_path(monkeypatch):
     torch.testing.assert_close(
         by_search, batch_semi_hard_reference(x, y, margin=1.0, reduction="none")
     )
+
+
+@pytest.mark.parametrize("dense_max", [0, 2**20])
+def test_bucketing_and_dense_selection_agree_with_the_reference(monkeypatch, dense_max):
+    # small batches take the dense (B, K, M) minimum; 0 forces the bucketing path
+    from tripletlab.functional import batch_semi_hard as module
+
+    monkeypatch.setattr(module, "_DENSE_MAX_ELEMENTS", dense_max)
+    for seed, integer in ((31, False), (32, True), (33, True)):
+        x, y = random_batch(seed, 24, 4, integer=integer)
+        for fallback in ("hardest", "easiest", "skip"):
+            kwargs = dict(margin=1.0, fallback=fallback, reduction="sum")
+            got = batch_semi_hard_triplet_loss(x.float(), y, **kwargs)
+            want = batch_semi_hard_reference(x.float(), y, **kwargs)
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

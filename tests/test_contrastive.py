@@ -9,6 +9,7 @@ from torch.autograd import gradcheck
 import tripletlab
 from references import naive_batch_contrastive_loss, naive_contrastive_loss
 from tripletlab.functional import batch_contrastive_loss, contrastive_loss
+from tripletlab.functional._ties import error_scale
 
 METRICS = ["sqeuclidean", "euclidean", "cosine"]
 FORMS = ["hadsell", "squared"]
@@ -195,7 +196,12 @@ def test_batch_properties(b, d, scale, form, metric, reduction, duplicates, dtyp
     )
     want = loss.detach()[perm] if reduction == "none" else loss.detach()
     scale_of_loss = float(want.abs().max()) if want.numel() else 0.0
-    tol = 1e-4 if dtype == torch.float32 else 1e-9
+    # the decisions (active pairs) are exact and order-free; the values differ by the GEMM's
+    # rounding of the distances that decide nothing: |ΔD| ≤ γ·(s_a + s_n) with
+    # γ = error_scale(d) ≈ (8d + 20)·u (tripletlab.functional._ties). The loss is quadratic in
+    # D with s_a + s_n a few loss units, so 16γ of the loss's scale; measured worst over 3000
+    # random draws of this test's space: 0.76γ (float32 and float64 alike)
+    tol = 16 * error_scale(d, dtype)
     torch.testing.assert_close(again, want, rtol=tol, atol=tol * scale_of_loss + 1e-30)
     # agreement with the brute-force reference in float64, relative to the loss's scale:
     # d² ~ unit² for positives, [m − d]₊² ~ unit² or [m − d²]₊ ~ max(unit, unit²) for negatives

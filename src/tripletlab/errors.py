@@ -40,3 +40,8 @@ class ConfigError(TripletlabError, ValueError):
 
 class DataError(TripletlabError, ValueError):
     """A dataset cannot be read or is unusable (empty, a single class, mismatched lengths)."""
+
+
+class NumericalRangeError(TripletlabError, ValueError):
+    """A result cannot be represented in the compute dtype (e.g. float32 distances of
+    embeddings of magnitude 1e20 overflow); the message names the remedy."""

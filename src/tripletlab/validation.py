@@ -37,6 +37,7 @@ __all__ = [
     "check_same_shape",
     "check_smoothing",
     "compute_dtype",
+    "finite_max_abs",
 ]
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -90,8 +91,10 @@ def check_smoothing(smoothing: object) -> float | None:
     return None if value == 0 else value
 
 
-def check_embeddings(x: object, name: str, ndim: int = 2) -> Tensor:
-    """A floating tensor of ``ndim`` dimensions with only finite entries."""
+def check_embeddings(x: object, name: str, ndim: int = 2, check_values: bool = True) -> Tensor:
+    """A floating tensor of ``ndim`` dimensions with only finite entries (the values are
+    checked unless ``check_values=False``, for callers that read them with
+    :func:`finite_max_abs` anyway)."""
     if not isinstance(x, Tensor):
         raise ArgumentTypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
     if not x.is_floating_point():
@@ -100,9 +103,21 @@ def check_embeddings(x: object, name: str, ndim: int = 2) -> Tensor:
         raise InvalidArgumentError(
             f"{name} must have {ndim} dimensions; got shape {tuple(x.shape)}"
         )
-    if x.numel() and not bool(torch.isfinite(x).all()):
-        raise InvalidArgumentError(f"{name} contains NaN or Inf values")
+    if check_values:
+        finite_max_abs(x, name)
     return x
+
+
+def finite_max_abs(x: Tensor, name: str) -> float:
+    """The largest |entry| of ``x`` (0 when empty), read with one host synchronisation;
+    raises an :class:`InvalidArgumentError` naming ``name`` when an entry is NaN or Inf
+    (amax propagates NaN)."""
+    if not x.numel():
+        return 0.0
+    largest = float(x.detach().abs().amax())
+    if not math.isfinite(largest):
+        raise InvalidArgumentError(f"{name} contains NaN or Inf values")
+    return largest
 
 
 def check_same_shape(*named: tuple[str, Tensor]) -> None:

@@ -14,16 +14,19 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from tripletlab.functional.distances import METRICS, pairwise_distances, row_distance, safe_sqrt
-from tripletlab.functional.positives import positive_index_matrix
-from tripletlab.validation import (
+from tripletlab.functional._refined_distances import differentiable_values, refined_distances
+from tripletlab.functional._validation import (
     check_choice,
     check_embeddings,
     check_labels,
     check_nonnegative,
     check_smoothing,
     compute_dtype,
+    finite_max_abs,
+    overflow_scale,
 )
+from tripletlab.functional.distances import METRIC_DEGREE, METRICS, pairwise_distances, row_distance
+from tripletlab.functional.positives import positive_index_matrix
 
 #: Default bound, in bytes, on the temporaries a batch loss allocates at once (per row chunk).
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
@@ -45,6 +48,8 @@ class BatchInput:
     embeddings: Tensor | None = None  # (B, D) anchors, compute dtype (attached to the graph)
     ref_embeddings: Tensor | None = None  # (M, D) columns (the batch itself without a reference)
     metric: str = "sqeuclidean"
+    graph: Tensor | None = None  # the differentiable matrix (squared distances for euclidean)
+    unit: float = 1.0  # distances are in units scaled by this (overflow protection)
 
     @property
     def self_case(self) -> bool:
@@ -105,23 +110,34 @@ def prepare_batch(
     ref_embeddings: Tensor | None = None,
     ref_labels: Tensor | None = None,
     differentiable: bool = True,
+    margin: float = 0.0,
+    offsets: tuple[float, ...] | None = None,
 ) -> BatchInput:
     """Validate a batch, compute its distance matrix and positive index.
+
+    The matrix is exact where the triplet decisions are made (0, every d_ap and d_ap +
+    ``margin``, or d_ap + each of ``offsets`` when given — a loss passes only the
+    comparisons it makes; see :mod:`tripletlab.functional._refined_distances`). Embeddings so large that
+    their distances would overflow are scaled by a power of two first; the batch records the
+    factor of the distances (``unit``), by which the losses scale margin and smoothing and
+    divide their result.
 
     With ``differentiable=False`` the distance matrix is computed without autograd: losses
     that depend on a few selected distances only (batch-hard, semi-hard) select with it and
     recompute the selected distances from the embeddings (:meth:`BatchInput.pair_distances`),
     so their backward pass is O(B·D) instead of a B×B matrix and two GEMMs.
     """
-    embeddings = check_embeddings(embeddings, "embeddings")
+    check_embeddings(embeddings, "embeddings", check_values=False)
     labels = check_labels(labels, embeddings.shape[0]).long()
     if (ref_embeddings is None) != (ref_labels is None):
         raise ValueError("ref_embeddings and ref_labels must be given together")
     self_case = ref_embeddings is None
+    largest = finite_max_abs(embeddings, "embeddings")
     if self_case:
         ref = labels
     else:
-        ref_embeddings = check_embeddings(ref_embeddings, "ref_embeddings")
+        ref_embeddings = check_embeddings(ref_embeddings, "ref_embeddings", check_values=False)
+        largest = max(largest, finite_max_abs(ref_embeddings, "ref_embeddings"))
         ref = check_labels(ref_labels, ref_embeddings.shape[0], "ref_labels").long()
         if ref.device != labels.device:
             raise ValueError("labels and ref_labels must be on the same device")
@@ -130,62 +146,55 @@ def prepare_batch(
                 "embeddings and ref_embeddings must have the same dimension; got "
                 f"{embeddings.shape[1]} and {ref_embeddings.shape[1]}"
             )
+    columns_in = embeddings if ref_embeddings is None else ref_embeddings
+    dtype = compute_dtype(embeddings, columns_in)
+    scale = overflow_scale(largest, embeddings.shape[1], dtype)
+    x = _scaled(embeddings, dtype, scale)
+    y = None if ref_embeddings is None else _scaled(ref_embeddings, dtype, scale)
+    unit = scale ** METRIC_DEGREE[metric]
+    positives, positive_mask = positive_index_matrix(labels, None if self_case else ref)
     with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
-        distances = batch_distances(embeddings, metric, ref_embeddings)
-    batch = index_batch(distances, labels, None if self_case else ref)
-    dtype = distances.dtype
-    columns = embeddings if self_case else ref_embeddings
+        if x.shape[0] == 0 or (y is not None and y.shape[0] == 0):
+            graph = values = pairwise_distances(x, y, metric=metric)  # type: ignore[arg-type]
+        else:
+            graph, values = refined_distances(
+                x,
+                metric,
+                y,
+                positives,
+                positive_mask,
+                offsets=tuple(o * unit for o in ((0.0, margin) if offsets is None else offsets)),
+            )
+    batch = index_batch(values, labels, None if self_case else ref, (positives, positive_mask))
+    columns = x if self_case else y
     return replace(
-        batch, embeddings=embeddings.to(dtype), ref_embeddings=columns.to(dtype), metric=metric
+        batch, embeddings=x, ref_embeddings=columns, metric=metric, graph=graph, unit=unit
     )
 
 
+def _scaled(x: Tensor, dtype: torch.dtype, scale: float) -> Tensor:
+    x = x.to(dtype)
+    return x if scale == 1.0 else x * scale
+
+
 def batch_distances(embeddings: Tensor, metric: str, ref_embeddings: Tensor | None) -> Tensor:
-    """The (B, M) distance matrix; the batch against itself gets a leaner backward pass.
-
-    For ``"sqeuclidean"``/``"euclidean"`` without a reference set the values are those of
-    :func:`~tripletlab.functional.pairwise_distances` up to rounding (exact for small integer
-    embeddings) from a single augmented GEMM, and the backward pass is written from ``∂L/∂x_a = 2 Σ_n (G_an + G_na)(x_a − x_n)``: two GEMMs and two row/column
-    sums, without autograd's clamp and diagonal-mask passes over B×B tensors.
-    """
-    if ref_embeddings is not None or metric == "cosine" or embeddings.shape[0] == 0:
-        return pairwise_distances(embeddings, ref_embeddings, metric=metric)
-    x = embeddings.to(compute_dtype(embeddings))
-    squared = _SelfSquaredDistances.apply(x)
-    return squared if metric == "sqeuclidean" else safe_sqrt(squared)
+    """The (B, M) distance matrix of (already scaled) rows, attached to the graph."""
+    graph, values = refined_distances(embeddings, metric, ref_embeddings)
+    return differentiable_values(graph, values, metric)
 
 
-class _SelfSquaredDistances(torch.autograd.Function):
-    """‖x_a − x_n‖² for all pairs of rows of x, with a symmetric one-GEMM backward."""
-
-    @staticmethod
-    def forward(ctx, x):  # type: ignore[override]
-        # centre (distances are unchanged, cancellation is not), then one GEMM of the
-        # augmented rows [x, ‖x‖², 1]·[−2x, 1, ‖x‖²]ᵀ = ‖x_a‖² + ‖x_n‖² − 2⟨x_a, x_n⟩: no B×B
-        # broadcast passes before the clamp
-        xc = x - x.mean(dim=0, keepdim=True)
-        sq = (xc * xc).sum(dim=1, keepdim=True)
-        ones = torch.ones_like(sq)
-        left = torch.cat([xc, sq, ones], dim=1)
-        right = torch.cat([xc * -2, ones, sq], dim=1)
-        squared = torch.mm(left, right.T).clamp_min_(0)
-        squared.fill_diagonal_(0)
-        ctx.save_for_backward(xc)
-        return squared
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        (xc,) = ctx.saved_tensors
-        # (G + Gᵀ) x as two GEMMs: cheaper than materialising the transposed sum
-        row_weight = grad.sum(1) + grad.sum(0)
-        return 2 * (row_weight[:, None] * xc - torch.addmm(grad @ xc, grad.T, xc))
-
-
-def index_batch(distances: Tensor, labels: Tensor, ref_labels: Tensor | None) -> BatchInput:
+def index_batch(
+    distances: Tensor,
+    labels: Tensor,
+    ref_labels: Tensor | None,
+    positive_index: tuple[Tensor, Tensor] | None = None,
+) -> BatchInput:
     """A :class:`BatchInput` for an already computed (B, M) distance matrix."""
     self_case = ref_labels is None
     ref = labels if self_case else ref_labels
-    positives, positive_mask = positive_index_matrix(labels, ref_labels)
+    if positive_index is None:
+        positive_index = positive_index_matrix(labels, ref_labels)
+    positives, positive_mask = positive_index
     num_positives = positive_mask.sum(1)
     n_anchor, n_ref = distances.shape
     arange = torch.arange(n_anchor, device=labels.device)
@@ -210,6 +219,7 @@ def index_batch(distances: Tensor, labels: Tensor, ref_labels: Tensor | None) ->
         num_negatives=num_negatives,
         excluded=excluded,
         has_excluded=has_excluded,
+        graph=distances,
     )
 
 

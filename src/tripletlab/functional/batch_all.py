@@ -39,10 +39,13 @@ from tripletlab.functional._batch_input import (
     prepare_batch,
     row_chunks,
 )
+from tripletlab.functional._compile import eager_under_compile
+from tripletlab.functional._validation import check_scaled_result
 from tripletlab.functional.reductions import REDUCTIONS, reduce_total
 from tripletlab.functional.triplet_types import TripletStats, batch_stats
 
 
+@eager_under_compile
 def batch_all_triplet_loss(
     embeddings: Tensor,
     labels: Tensor,
@@ -88,23 +91,42 @@ def batch_all_triplet_loss(
         2.0
     """
     margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
-    batch = prepare_batch(embeddings, labels, metric, ref_embeddings, ref_labels)
+    # the hinge compares d_an with d_ap + m only (its statistics with d_ap too); the smoothed
+    # loss decides nothing: only those comparisons need exact distances
+    offsets = (0.0, margin) if return_stats else () if smoothing else (margin,)
+    batch = prepare_batch(
+        embeddings, labels, metric, ref_embeddings, ref_labels, margin=margin, offsets=offsets
+    )
+    # distances are in units scaled by batch.unit (overflow protection): so are m and μ
+    scaled_margin = margin * batch.unit
+    # for the euclidean metric the graph holds the squared distances (the chain rule is
+    # applied in the Function's own gradient buffer: the memory of the squared form)
+    values = None if batch.graph is batch.distances else batch.distances
     if batch.k == 0 or batch.num_columns == 0:
         per_anchor, active = empty_batch_terms(batch)
     elif smoothing is None:
         per_anchor, active = _BatchAllHinge.apply(
-            batch.distances, batch.positives, batch.positive_mask, batch, margin, memory_budget
-        )
-    else:
-        per_anchor, active = _BatchAllSmooth.apply(
-            batch.distances,
+            batch.graph,
+            values,
             batch.positives,
             batch.positive_mask,
             batch,
-            margin,
-            smoothing,
+            scaled_margin,
             memory_budget,
         )
+    else:
+        per_anchor, active = _BatchAllSmooth.apply(
+            batch.graph,
+            values,
+            batch.positives,
+            batch.positive_mask,
+            batch,
+            scaled_margin,
+            smoothing * batch.unit,
+            memory_budget,
+        )
+    if batch.unit != 1.0:
+        per_anchor = check_scaled_result(per_anchor / batch.unit, batch.unit, "the loss")
     num_triplets = (batch.num_positives * batch.num_negatives).sum()
     num_active = active.sum()
     if reduction == "none":
@@ -113,7 +135,7 @@ def batch_all_triplet_loss(
         loss = reduce_total(per_anchor.sum(), num_triplets, num_active, reduction)
     if not return_stats:
         return loss
-    return loss, batch_stats(batch, margin, num_active, num_triplets, memory_budget)
+    return loss, batch_stats(batch, scaled_margin, num_active, num_triplets, memory_budget)
 
 
 def _sorted_thresholds(batch: BatchInput, d: Tensor, margin: float) -> tuple[Tensor, Tensor]:
@@ -127,8 +149,9 @@ class _BatchAllHinge(torch.autograd.Function):
     """Per-anchor hinge batch-all sums from the distance matrix, with dL/dD written directly."""
 
     @staticmethod
-    def forward(ctx, distances, positives, positive_mask, batch, margin, memory_budget):  # type: ignore[override]
-        d = distances.detach()
+    def forward(ctx, graph, values, positives, positive_mask, batch, margin, memory_budget):  # type: ignore[override]
+        # values: the distances when ``graph`` holds their squares (euclidean), else None
+        d = graph.detach() if values is None else values
         k = positives.shape[1]
         weight_dtype = torch.uint8 if k < 255 else torch.int32
         weights = torch.empty(d.shape, dtype=weight_dtype, device=d.device)
@@ -142,38 +165,43 @@ class _BatchAllHinge(torch.autograd.Function):
         per_anchor = (thresholds * counts.to(d.dtype)).sum(1) - negative_part
         per_anchor = per_anchor.clamp_min(0)  # a sum of hinges; clamps rounding only
         active = counts.sum(1)
-        ctx.save_for_backward(weights, counts, positives)
+        ctx.save_for_backward(weights, counts, positives, d if values is not None else None)
         ctx.memory_budget = memory_budget
         ctx.mark_non_differentiable(active)
         return per_anchor, active
 
     @staticmethod
     def backward(ctx, grad_per_anchor, _grad_active):  # type: ignore[override]
-        weights, counts, positives = ctx.saved_tensors
+        weights, counts, positives, roots = ctx.saved_tensors
         n_anchor, n_col = weights.shape
         grad = torch.empty(weights.shape, dtype=grad_per_anchor.dtype, device=weights.device)
         scale = -grad_per_anchor[:, None]
         for rows in row_chunks(n_anchor, 8 * max(1, n_col), ctx.memory_budget):
             torch.mul(weights[rows], scale[rows], out=grad[rows])
         grad.scatter_add_(1, positives, counts.to(grad.dtype) * grad_per_anchor[:, None])
-        return grad, None, None, None, None, None
+        if roots is not None:
+            chain_rule_of_sqrt_(grad, roots, ctx.memory_budget)
+        return grad, None, None, None, None, None, None
 
 
 class _BatchAllSmooth(torch.autograd.Function):
     """Per-anchor smoothed batch-all sums, K positive slots at a time, within a memory budget."""
 
     @staticmethod
-    def forward(ctx, distances, positives, positive_mask, batch, margin, smoothing, memory_budget):  # type: ignore[override]
-        d = distances.detach()
+    def forward(
+        ctx, graph, values, positives, positive_mask, batch, margin, smoothing, memory_budget
+    ):  # type: ignore[override]
+        d = graph.detach() if values is None else values
         n_anchor, _ = d.shape
         per_anchor = torch.zeros(n_anchor, dtype=d.dtype, device=d.device)
         active = torch.zeros(n_anchor, dtype=torch.long, device=d.device)
         for rows, x, valid in _smooth_chunks(batch, d, margin, memory_budget):
-            values = torch.nn.functional.softplus(x, beta=1.0 / smoothing, threshold=20.0)
-            values = torch.where(valid, values, 0)
-            per_anchor[rows] = values.sum((1, 2))
-            active[rows] = (values > 0).sum((1, 2))
+            terms = torch.nn.functional.softplus(x, beta=1.0 / smoothing, threshold=20.0)
+            terms = torch.where(valid, terms, 0)
+            per_anchor[rows] = terms.sum((1, 2))
+            active[rows] = (terms > 0).sum((1, 2))
         ctx.save_for_backward(d)
+        ctx.from_squared = values is not None
         ctx.batch, ctx.margin, ctx.smoothing = batch, margin, smoothing
         ctx.memory_budget = memory_budget
         ctx.mark_non_differentiable(active)
@@ -191,7 +219,18 @@ class _BatchAllSmooth(torch.autograd.Function):
             grad[rows] = -slope.sum(1)
             grad_positive[rows] = slope.sum(2)
         grad.scatter_add_(1, batch.positives, grad_positive)
-        return grad, None, None, None, None, None, None
+        if ctx.from_squared:
+            chain_rule_of_sqrt_(grad, d, ctx.memory_budget)
+        return grad, None, None, None, None, None, None, None
+
+
+def chain_rule_of_sqrt_(grad: Tensor, roots: Tensor, memory_budget: int) -> None:
+    """In place: ∂L/∂S = ∂L/∂D / (2D) for D = √S, and 0 where D = 0 (a finite subgradient)."""
+    n_rows, n_col = grad.shape
+    for rows in row_chunks(n_rows, 8 * max(1, n_col), memory_budget):
+        block = grad[rows]
+        root = roots[rows]
+        block.div_(root).mul_(0.5).masked_fill_(root == 0, 0)
 
 
 def _smooth_chunks(batch: BatchInput, d: Tensor, margin: float, memory_budget: int):

@@ -26,11 +26,23 @@ from tripletlab.functional._batch_input import (
     empty_batch_terms,
     prepare_batch,
 )
+from tripletlab.functional._compile import eager_under_compile
+from tripletlab.functional._dense_small import DENSE_MAX_BATCH, dense_batch_hard_terms
+from tripletlab.functional._validation import (
+    check_embeddings,
+    check_labels,
+    check_scaled_result,
+    compute_dtype,
+    finite_max_abs,
+    overflow_scale,
+)
+from tripletlab.functional.distances import METRIC_DEGREE
 from tripletlab.functional.reductions import REDUCTIONS, reduce_total
 from tripletlab.functional.smoothing import smooth_hinge
 from tripletlab.functional.triplet_types import TripletStats, batch_stats
 
 
+@eager_under_compile
 def batch_hard_triplet_loss(
     embeddings: Tensor,
     labels: Tensor,
@@ -70,9 +82,24 @@ def batch_hard_triplet_loss(
         2.5
     """
     margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
+    if ref_embeddings is None and not return_stats:
+        dense = _dense_small_batch(embeddings, labels, margin, metric, smoothing, reduction)
+        if dense is not None:
+            return dense
     batch = prepare_batch(
-        embeddings, labels, metric, ref_embeddings, ref_labels, differentiable=False
+        embeddings,
+        labels,
+        metric,
+        ref_embeddings,
+        ref_labels,
+        differentiable=False,
+        margin=margin,
+        # the loss decides nothing on the matrix (the selected distances are recomputed
+        # directly, and tied candidates have equal direct distances): only the statistics
+        # compare entries
+        offsets=(0.0, margin) if return_stats else (),
     )
+    margin, smoothing = batch.unit * margin, smoothing and batch.unit * smoothing
     valid = (batch.num_positives > 0) & (batch.num_negatives > 0)
     if batch.k == 0 or batch.num_columns == 0:
         per_anchor, _ = empty_batch_terms(batch)
@@ -82,6 +109,8 @@ def batch_hard_triplet_loss(
         d_ap = batch.pair_distances(rows, hardest_positive_index(batch))
         d_an = batch.pair_distances(rows, hardest_negative_index(batch))
         per_anchor = torch.where(valid, smooth_hinge(d_ap - d_an + margin, smoothing), 0)
+    if batch.unit != 1.0:  # distances in scaled units (overflow protection): back to the user's
+        per_anchor = check_scaled_result(per_anchor / batch.unit, batch.unit, "the loss")
     num_terms = valid.sum()
     num_active = (per_anchor.detach() > 0).sum()
     if reduction == "none":
@@ -91,6 +120,35 @@ def batch_hard_triplet_loss(
     if not return_stats:
         return loss
     return loss, batch_stats(batch, margin, num_active, num_terms)
+
+
+def _dense_small_batch(
+    embeddings: Tensor,
+    labels: Tensor,
+    margin: float,
+    metric: str,
+    smoothing: float | None,
+    reduction: str,
+) -> Tensor | None:
+    """The loss by the dense small-batch form, or None when the batch is not small."""
+    embeddings = check_embeddings(embeddings, "embeddings", check_values=False)
+    labels = check_labels(labels, embeddings.shape[0]).long()
+    if not 2 <= embeddings.shape[0] <= DENSE_MAX_BATCH:
+        return None
+    dtype = compute_dtype(embeddings)
+    largest = finite_max_abs(embeddings, "embeddings")
+    scale = overflow_scale(largest, embeddings.shape[1], dtype)
+    unit = scale ** METRIC_DEGREE[metric]
+    x = embeddings.to(dtype) if scale == 1.0 else embeddings.to(dtype) * scale
+    d_ap, d_an, valid = dense_batch_hard_terms(x, labels, metric)
+    mu = smoothing and smoothing * unit
+    per_anchor = torch.where(valid, smooth_hinge(d_ap - d_an + margin * unit, mu), 0)
+    if unit != 1.0:
+        per_anchor = check_scaled_result(per_anchor / unit, scale, "the loss")
+    if reduction == "none":
+        return per_anchor
+    num_active = (per_anchor.detach() > 0).sum()
+    return reduce_total(per_anchor.sum(), valid.sum(), num_active, reduction)
 
 
 def hardest_positive_index(batch: BatchInput) -> Tensor:

@@ -35,15 +35,17 @@ from tripletlab.functional._batch_input import (
     empty_batch_terms,
     prepare_batch,
 )
+from tripletlab.functional._compile import eager_under_compile
+from tripletlab.functional._validation import check_choice, check_scaled_result
 from tripletlab.functional.batch_hard import easiest_negative_index
 from tripletlab.functional.reductions import REDUCTIONS, reduce_total
 from tripletlab.functional.smoothing import smooth_hinge
 from tripletlab.functional.triplet_types import TripletStats, batch_stats
-from tripletlab.validation import check_choice
 
 FALLBACKS: tuple[str, ...] = ("hardest", "easiest", "skip")
 
 
+@eager_under_compile
 def batch_semi_hard_triplet_loss(
     embeddings: Tensor,
     labels: Tensor,
@@ -89,8 +91,18 @@ def batch_semi_hard_triplet_loss(
     margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
     check_choice(fallback, "fallback", FALLBACKS)
     batch = prepare_batch(
-        embeddings, labels, metric, ref_embeddings, ref_labels, differentiable=False
+        embeddings,
+        labels,
+        metric,
+        ref_embeddings,
+        ref_labels,
+        differentiable=False,
+        margin=margin,
+        # the selection compares d_an with d_ap ("farther than the positive"); the hinge is on
+        # the recomputed distances; the statistics compare with d_ap + m too
+        offsets=(0.0, margin) if return_stats else (0.0,),
     )
+    margin, smoothing = batch.unit * margin, smoothing and batch.unit * smoothing
     if batch.k == 0 or batch.num_columns == 0:
         per_anchor, _ = empty_batch_terms(batch)
         pair_valid = batch.positive_mask
@@ -109,6 +121,9 @@ def batch_semi_hard_triplet_loss(
         d_an = batch.pair_distances(rows, columns)
         values = torch.where(pair_valid, smooth_hinge(d_ap - d_an + margin, smoothing), 0)
         per_anchor = values.sum(1)
+        if batch.unit != 1.0:  # distances in scaled units (overflow protection)
+            per_anchor = check_scaled_result(per_anchor / batch.unit, batch.unit, "the loss")
+            values = values / batch.unit
     num_terms = pair_valid.sum()
     num_active = ((values.detach() > 0) & pair_valid).sum()
     if reduction == "none":
@@ -130,6 +145,8 @@ def semi_hard_negative_index(
         a (B, K) bool mask of the slots that have a negative farther than the positive, and
         (B,) the closest negative of each anchor (a valid column index even without one).
     """
+    if batch.num_anchors * batch.k * batch.num_columns <= _DENSE_MAX_ELEMENTS:
+        return _dense_semi_hard_index(batch)
     with torch.no_grad():
         d = batch.distances.detach()
         n_anchor, n_col = d.shape
@@ -170,6 +187,26 @@ def semi_hard_negative_index(
         columns = torch.empty_like(batch.positives).scatter_(1, order, suffix_col[:, 1:])
         found = torch.empty_like(batch.positive_mask).scatter_(1, order, found_sorted)
         return columns, found & batch.positive_mask, suffix_col[:, 0]
+
+
+#: Up to this many (anchor, positive, column) triples (measured: B=256 K=16, 1M triples, was
+#: 3× slower dense than bucketed), the semi-hard negatives are found by
+#: one dense (B, K, M) masked minimum: fewer operator calls than the bucketing at small B.
+_DENSE_MAX_ELEMENTS = 2**17
+
+
+def _dense_semi_hard_index(batch: BatchInput) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`semi_hard_negative_index` by a dense (B, K, M) masked minimum (small batches)."""
+    with torch.no_grad():
+        d = batch.distances.detach()
+        negatives = batch.fill_excluded_(d.clone(), math.inf)  # non-negatives at +inf
+        d_ap = d.gather(1, batch.positives)
+        farther = torch.where(
+            negatives[:, None, :] > d_ap[:, :, None], negatives[:, None, :], math.inf
+        )
+        best, columns = farther.min(dim=2)
+        found = torch.isfinite(best) & batch.positive_mask
+        return columns, found, negatives.argmin(1)
 
 
 #: Elements of a row block processed at once (fits in L2 cache).

@@ -23,26 +23,39 @@ identical points give a finite (zero) gradient.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
 from torch import Tensor
 
-from tripletlab.functional.distances import METRICS, Metric, pairwise_distances, row_distance
-from tripletlab.functional.reductions import REDUCTIONS, Reduction, reduce_loss
-from tripletlab.validation import (
+from tripletlab.functional._compile import eager_under_compile
+from tripletlab.functional._refined_distances import differentiable_values, refined_distances
+from tripletlab.functional._validation import (
     check_choice,
     check_embeddings,
     check_labels,
     check_nonnegative,
     check_same_shape,
+    check_scaled_result,
     compute_dtype,
+    finite_max_abs,
+    overflow_scale,
 )
+from tripletlab.functional.distances import (
+    METRIC_DEGREE,
+    METRICS,
+    Metric,
+    pairwise_distances,
+    row_distance,
+)
+from tripletlab.functional.reductions import REDUCTIONS, Reduction, reduce_loss
 
 ContrastiveForm = Literal["hadsell", "squared"]
 CONTRASTIVE_FORMS: tuple[str, ...] = ("hadsell", "squared")
 
 
+@eager_under_compile
 def contrastive_loss(
     x1: Tensor,
     x2: Tensor,
@@ -84,8 +97,8 @@ def contrastive_loss(
         >>> contrastive_loss(x1, x2, torch.tensor([1, 0]), margin=1.0, reduction="none")
         tensor([25.0000,  0.2500])
     """
-    x1 = check_embeddings(x1, "x1")
-    x2 = check_embeddings(x2, "x2")
+    x1 = check_embeddings(x1, "x1", check_values=False)
+    x2 = check_embeddings(x2, "x2", check_values=False)
     check_same_shape(("x1", x1), ("x2", x2))
     same = check_same(same, x1.shape[0])
     margin = check_nonnegative(margin, "margin")
@@ -95,11 +108,28 @@ def contrastive_loss(
 
     out_dtype = torch.promote_types(x1.dtype, x2.dtype)
     dtype = compute_dtype(x1, x2)
-    d = row_distance(x1.to(dtype), x2.to(dtype), metric)
-    losses = pair_losses(d, same.to(device=d.device), margin, form)
+    largest = max(finite_max_abs(x1, "x1"), finite_max_abs(x2, "x2"))
+    scale = overflow_scale(largest, x1.shape[1], dtype)
+    margin_unit, loss_unit = contrastive_units(scale, metric, form)
+    d = row_distance(x1.to(dtype) * scale, x2.to(dtype) * scale, metric)
+    losses = pair_losses(d, same.to(device=d.device), margin * margin_unit, form) / loss_unit
+    losses = check_scaled_result(losses, scale, "the contrastive loss")
     return reduce_loss(losses, reduction).to(out_dtype)
 
 
+def contrastive_units(scale: float, metric: str, form: str) -> tuple[float, float]:
+    """Factors of the margin and of the loss when the embeddings are scaled by ``scale``.
+
+    With D(c·x, c·y) = c^k·D(x, y) (k = 2, 1, 0 for sqeuclidean, euclidean, cosine), the
+    ``"hadsell"`` margin compares with d (factor c^k), the ``"squared"`` margin with d²
+    (c^2k), and both losses are quadratic in d (c^2k): the scaled computation is exact.
+    """
+    degree = METRIC_DEGREE[metric]
+    margin_unit = scale ** (degree if form == "hadsell" else 2 * degree)
+    return margin_unit, scale ** (2 * degree)
+
+
+@eager_under_compile
 def batch_contrastive_loss(
     embeddings: Tensor,
     labels: Tensor,
@@ -133,7 +163,7 @@ def batch_contrastive_loss(
         >>> batch_contrastive_loss(emb, torch.tensor([0, 0, 1]), reduction="sum")
         tensor(0.2500)
     """
-    embeddings = check_embeddings(embeddings, "embeddings")
+    embeddings = check_embeddings(embeddings, "embeddings", check_values=False)
     labels = check_labels(labels, embeddings.shape[0])
     margin = check_nonnegative(margin, "margin")
     check_choice(form, "form", CONTRASTIVE_FORMS)
@@ -141,12 +171,14 @@ def batch_contrastive_loss(
     check_choice(reduction, "reduction", REDUCTIONS)
 
     out_dtype = embeddings.dtype
-    dist = pairwise_distances(embeddings, metric=metric)
+    dist, scale, margin_unit, loss_unit = _exact_pair_distances(embeddings, metric, margin, form)
     labels = labels.to(dist.device)
     n = dist.shape[0]
     same = labels[:, None] == labels[None, :]
     upper = torch.ones(n, n, dtype=torch.bool, device=dist.device).triu(diagonal=1)
-    losses = pair_losses(dist, same, margin, form) * upper
+    losses = pair_losses(dist, same, margin * margin_unit, form) * upper
+    if loss_unit != 1.0:
+        losses = check_scaled_result(losses / loss_unit, scale, "the contrastive loss")
     if reduction == "none":
         # Each pair belongs to both of its members: half of it to each.
         per_anchor = 0.5 * (losses.sum(dim=1) + losses.sum(dim=0))
@@ -174,6 +206,29 @@ def batch_contrastive_loss(
             "active_fraction": active.to(dist.dtype) / max(n * (n - 1) // 2, 1),
         }
     return loss, stats
+
+
+def _exact_pair_distances(
+    embeddings: Tensor, metric: str, margin: float, form: str
+) -> tuple[Tensor, float, float, float]:
+    """The (B, B) distances with exact decisions at 0 and at the margin, and the units.
+
+    Returns ``(distances, scale, margin_unit, loss_unit)``: the embeddings are scaled by
+    ``scale`` (a power of two, 1 unless their distances would overflow).
+    """
+    dtype = compute_dtype(embeddings)
+    largest = finite_max_abs(embeddings, "embeddings")
+    scale = overflow_scale(largest, embeddings.shape[1], dtype)
+    margin_unit, loss_unit = contrastive_units(scale, metric, form)
+    x = embeddings.to(dtype) * scale if scale != 1.0 else embeddings.to(dtype)
+    if x.shape[0] == 0:
+        empty = pairwise_distances(x, metric=metric)  # type: ignore[arg-type]
+        return empty, scale, margin_unit, loss_unit
+    # the decisions: d > 0 for a positive pair, m − d > 0 (hadsell) or m − d² > 0 (squared)
+    threshold = margin * margin_unit
+    critical = threshold if form == "hadsell" else math.sqrt(threshold)
+    graph, values = refined_distances(x, metric, constants=(critical,))
+    return differentiable_values(graph, values, metric), scale, margin_unit, loss_unit
 
 
 def pair_losses(d: Tensor, same: Tensor, margin: float, form: str) -> Tensor:

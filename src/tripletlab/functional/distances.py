@@ -18,6 +18,8 @@ from tripletlab.validation import check_choice, check_embeddings, compute_dtype
 
 Metric = Literal["sqeuclidean", "euclidean", "cosine"]
 METRICS: tuple[str, ...] = ("sqeuclidean", "euclidean", "cosine")
+#: Degree of each metric's homogeneity: D(c·x, c·y) = c^degree · D(x, y) for c > 0.
+METRIC_DEGREE = {"sqeuclidean": 2, "euclidean": 1, "cosine": 0}
 
 _COSINE_EPS = 1e-12
 

@@ -67,7 +67,8 @@ def mine_triplets(
     margin = check_nonnegative(margin, "margin")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ValueError(f"limit must be None or an integer >= 0; got {limit!r}")
-    batch = prepare_batch(embeddings.detach(), labels, metric)
+    batch = prepare_batch(embeddings.detach(), labels, metric, margin=margin)
+    margin = margin * batch.unit  # distances in scaled units (overflow protection)
     device = batch.distances.device
     empty = torch.zeros(0, dtype=torch.long, device=device)
     if batch.k == 0:

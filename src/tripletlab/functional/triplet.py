@@ -23,21 +23,26 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tripletlab.functional.distances import METRICS, Metric, row_distance
-from tripletlab.functional.reductions import REDUCTIONS, Reduction, reduce_loss
-from tripletlab.functional.smoothing import smooth_hinge, smooth_hinge_derivative
-from tripletlab.validation import (
+from tripletlab.functional._compile import eager_under_compile
+from tripletlab.functional._validation import (
     check_choice,
     check_embeddings,
     check_nonnegative,
     check_same_shape,
+    check_scaled_result,
     check_smoothing,
     compute_dtype,
+    finite_max_abs,
+    overflow_scale,
 )
+from tripletlab.functional.distances import METRIC_DEGREE, METRICS, Metric, row_distance
+from tripletlab.functional.reductions import REDUCTIONS, Reduction, reduce_loss
+from tripletlab.functional.smoothing import smooth_hinge, smooth_hinge_derivative
 
 _NORM_EPS = 1e-12
 
 
+@eager_under_compile
 def triplet_margin_loss(
     anchor: Tensor,
     positive: Tensor,
@@ -88,9 +93,9 @@ def triplet_margin_loss(
         >>> triplet_margin_loss(a, p, n, margin=0.2)  # 1 − 1 + 0.2
         tensor(0.2000)
     """
-    anchor = check_embeddings(anchor, "anchor")
-    positive = check_embeddings(positive, "positive")
-    negative = check_embeddings(negative, "negative")
+    anchor = check_embeddings(anchor, "anchor", check_values=False)
+    positive = check_embeddings(positive, "positive", check_values=False)
+    negative = check_embeddings(negative, "negative", check_values=False)
     check_same_shape(("anchor", anchor), ("positive", positive), ("negative", negative))
     margin = check_nonnegative(margin, "margin")
     check_choice(metric, "metric", METRICS)
@@ -101,9 +106,20 @@ def triplet_margin_loss(
         torch.promote_types(anchor.dtype, positive.dtype), negative.dtype
     )
     dtype = compute_dtype(anchor, positive, negative)
-    losses = _TripletMarginFunction.apply(
-        anchor.to(dtype), positive.to(dtype), negative.to(dtype), margin, metric, mu
+    largest = max(
+        finite_max_abs(t, n)
+        for t, n in ((anchor, "anchor"), (positive, "positive"), (negative, "negative"))
     )
+    scale = overflow_scale(largest, anchor.shape[1], dtype)
+    # scaled rows (a power of two, exact) when distances could overflow: the hinge and its
+    # smoothing are homogeneous, h(x/c; μ) = h(x; cμ)/c, so m and μ scale with the distances
+    unit = scale ** METRIC_DEGREE[metric]
+    rows = [
+        t.to(dtype) if scale == 1.0 else t.to(dtype) * scale for t in (anchor, positive, negative)
+    ]
+    losses = _TripletMarginFunction.apply(*rows, margin * unit, metric, mu and mu * unit)
+    if unit != 1.0:
+        losses = check_scaled_result(losses / unit, scale, "the triplet loss")
     return reduce_loss(losses, reduction).to(out_dtype)
 
 

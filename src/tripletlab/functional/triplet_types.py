@@ -130,7 +130,8 @@ def classify_triplets(
             distances = distances.float()
         batch = index_batch(distances.detach(), labels, None)
     else:
-        batch = prepare_batch(embeddings_or_distances.detach(), labels, metric)
+        batch = prepare_batch(embeddings_or_distances.detach(), labels, metric, margin=margin)
+    margin = margin * batch.unit  # distances in scaled units (overflow protection)
     counts = count_triplet_classes(batch, margin)
     if not return_masks:
         return counts
@@ -214,6 +215,6 @@ def batch_stats(
             easy_fraction=ratio(counts.num_easy, total),
             semi_hard_fraction=ratio(counts.num_semi_hard, total),
             hard_fraction=ratio(counts.num_hard, total),
-            mean_d_ap=ratio(d_ap.sum(), n_pos),
-            mean_d_an=ratio((row_sum - d_ap).sum(), n_neg),
+            mean_d_ap=ratio(d_ap.sum(), n_pos) / batch.unit,
+            mean_d_an=ratio((row_sum - d_ap).sum(), n_neg) / batch.unit,
         )

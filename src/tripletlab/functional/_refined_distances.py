@@ -1,0 +1,233 @@
+"""The distance matrix of a batch: one GEMM, then the entries near a decision made exact.
+
+:func:`refined_distances` returns the (B, M) matrix every batch loss decides on. Entries are
+GEMM values except the positives, the diagonal and the entries within the GEMM's error bound
+of a critical value (:mod:`tripletlab.functional._ties`), which are computed directly from the
+two rows — so identical rows are exactly 0 apart, ties stay ties, and a decision does not
+depend on the order of the batch.
+
+The batch against itself uses autograd Functions with a lean backward (two GEMMs, no B×B
+temporaries beyond the incoming gradient); the euclidean metric is returned both as its
+values and as the differentiable squared matrix, so that a loss can apply the chain rule
+d√S/dS = 1/(2√S) in its own gradient buffer (the memory of the squared form).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from tripletlab.functional._ties import (
+    direct_cosine,
+    direct_squared,
+    error_scale,
+    refine_near_critical_,
+    refine_pairs_,
+    widen,
+)
+from tripletlab.functional.distances import pairwise_distances, safe_sqrt
+
+#: Rows with a norm at most this are zero rows for the cosine distance (cos defined as 0).
+COSINE_EPS = 1e-12
+
+
+class _SelfSquaredDistances(torch.autograd.Function):
+    """‖x_a − x_n‖² for all pairs of rows of x, with a symmetric one-GEMM backward."""
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        # centre (distances are unchanged, cancellation is not), then one GEMM of the
+        # augmented rows [x, ‖x‖², 1]·[−2x, 1, ‖x‖²]ᵀ = ‖x_a‖² + ‖x_n‖² − 2⟨x_a, x_n⟩: no B×B
+        # broadcast passes before the clamp
+        xc = x - x.mean(dim=0, keepdim=True)
+        sq = (xc * xc).sum(dim=1, keepdim=True)
+        ones = torch.ones_like(sq)
+        left = torch.cat([xc, sq, ones], dim=1)
+        right = torch.cat([xc * -2, ones, sq], dim=1)
+        squared = torch.mm(left, right.T).clamp_min_(0)
+        squared.fill_diagonal_(0)
+        ctx.save_for_backward(xc)
+        return squared
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (xc,) = ctx.saved_tensors
+        # ∂L/∂x_a = 2 Σ_n (G_an + G_na)(x_a − x_n): (G + Gᵀ)x as two GEMMs, no transposed sum
+        row_weight = grad.sum(1) + grad.sum(0)
+        return 2 * (row_weight[:, None] * xc - torch.addmm(grad @ xc, grad.T, xc))
+
+
+class _SelfCosineDistances(torch.autograd.Function):
+    """1 − ⟨x̂_a, x̂_n⟩ for all pairs of rows (x̂ = x/‖x‖, 0 for a zero row), lean backward.
+
+    The diagonal is 0 for non-zero rows; a zero row has distance 1 to everything (itself
+    included) and a zero gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        x_hat, norm = unit_rows(x)
+        dist = torch.addmm(torch.ones((), dtype=x.dtype), x_hat, x_hat.T, alpha=-1)
+        dist.clamp_min_(0)
+        dist.diagonal().copy_((norm <= COSINE_EPS).to(x.dtype))
+        ctx.save_for_backward(x_hat, norm)
+        return dist
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x_hat, norm = ctx.saved_tensors
+        grad_hat = -torch.addmm(grad @ x_hat, grad.T, x_hat)
+        radial = (grad_hat * x_hat).sum(1, keepdim=True)
+        safe = torch.where(norm > COSINE_EPS, norm, torch.ones_like(norm))[:, None]
+        grad_x = (grad_hat - radial * x_hat) / safe
+        return torch.where((norm > COSINE_EPS)[:, None], grad_x, torch.zeros_like(grad_x))
+
+
+def unit_rows(x: Tensor) -> tuple[Tensor, Tensor]:
+    """(x̂, ‖x‖): rows divided by their norm, zero rows (norm ≤ COSINE_EPS) left at 0."""
+    norm = x.norm(dim=1)
+    safe = torch.where(norm > COSINE_EPS, norm, torch.ones_like(norm))
+    x_hat = torch.where((norm > COSINE_EPS)[:, None], x / safe[:, None], torch.zeros_like(x))
+    return x_hat, norm
+
+
+def refined_distances(
+    x: Tensor,
+    metric: str,
+    y: Tensor | None = None,
+    positives: Tensor | None = None,
+    positive_mask: Tensor | None = None,
+    offsets: tuple[float, ...] = (),
+    constants: tuple[float, ...] = (),
+) -> tuple[Tensor, Tensor]:
+    """Distances with exact decisions at the critical values; ``(graph, values)``.
+
+    Critical values per row (in metric units): 0, ``d_ap + o`` for each positive and offset
+    ``o`` (triplet losses: offsets (0, m)), and each of ``constants`` (pair losses: m).
+
+    Args:
+        x: (B, D) rows in the compute dtype (attached to the graph if gradients are wanted).
+        metric: ``"sqeuclidean"``, ``"euclidean"`` or ``"cosine"``.
+        y: (M, D) reference rows, or None for the batch against itself.
+        positives, positive_mask: (B, K) column indices of the positives and their validity.
+        offsets, constants: see above.
+
+    Returns:
+        ``graph``: the differentiable matrix — the squared distances for ``"euclidean"``, the
+        distances otherwise; ``values``: the (B, M) distances in metric units (the same tensor
+        as ``graph`` except for ``"euclidean"``, where it is detached when ``graph`` needs a
+        gradient).
+    """
+    self_case = y is None
+    if metric == "cosine":
+        graph = (
+            _SelfCosineDistances.apply(x)
+            if self_case
+            else pairwise_distances(x, y, metric="cosine")
+        )
+    else:
+        graph = (
+            _SelfSquaredDistances.apply(x)
+            if self_case
+            else pairwise_distances(x, y, metric="sqeuclidean")
+        )
+    with torch.no_grad():
+        if offsets or constants:  # no comparison asked for: nothing to make exact
+            _refine_(
+                graph,
+                x.detach(),
+                None if y is None else y.detach(),
+                metric,
+                positives,
+                positive_mask,
+                offsets,
+                constants,
+            )
+        if metric != "euclidean":
+            return graph, graph
+        if graph.requires_grad:
+            return graph, graph.detach().sqrt()
+    return graph, graph.sqrt_()
+
+
+def differentiable_values(graph: Tensor, values: Tensor, metric: str) -> Tensor:
+    """The distances attached to the graph (√ of the squared matrix for ``"euclidean"``)."""
+    if metric == "euclidean" and graph is not values:
+        return safe_sqrt(graph)
+    return graph
+
+
+def _refine_(
+    matrix: Tensor,
+    x: Tensor,
+    y: Tensor | None,
+    metric: str,
+    positives: Tensor | None,
+    positive_mask: Tensor | None,
+    offsets: tuple[float, ...],
+    constants: tuple[float, ...],
+) -> None:
+    """Make the entries near a decision exact, in place (``matrix`` in refine units)."""
+    columns = x if y is None else y
+    wide: list[Tensor] = []  # the rows in float64, converted on the first refinement only
+
+    def widened(left: Tensor, right: Tensor) -> list[Tensor]:
+        if not wide:
+            wide.append(widen(left))
+            wide.append(wide[0] if right is left else widen(right))
+        return wide
+
+    if metric == "cosine":
+        x_hat, x_norm = unit_rows(x)
+        y_hat, y_norm = (x_hat, x_norm) if y is None else unit_rows(y)
+        row_size = (x_norm > COSINE_EPS).to(x.dtype)
+        col_size = (y_norm > COSINE_EPS).to(x.dtype)
+
+        def direct(rows: Tensor, cols: Tensor) -> Tensor:
+            left, right = widened(x_hat, y_hat)
+            return direct_cosine(left, right, rows, cols, x.dtype)
+    else:
+        center = x.mean(dim=0, keepdim=True)
+        row_size = ((x - center) ** 2).sum(1)
+        col_size = row_size if y is None else ((columns - center) ** 2).sum(1)
+
+        def direct(rows: Tensor, cols: Tensor) -> Tensor:
+            left, right = widened(x, columns)
+            return direct_squared(left, right, rows, cols, x.dtype)
+
+    gamma = error_scale(x.shape[1], x.dtype)
+    zero = torch.zeros((matrix.shape[0], 1), dtype=matrix.dtype, device=matrix.device)
+    low, high = [zero], [zero]
+    to_refine_units = _square if metric == "euclidean" else _identity
+    if positives is not None and positive_mask is not None and positives.shape[1]:
+        # the anchors' d_ap first (B·K direct pairs): the critical values are then exact
+        rows = torch.arange(matrix.shape[0], device=matrix.device)[:, None].expand_as(positives)
+        refine_pairs_(matrix, rows.reshape(-1), positives.reshape(-1), direct)
+        d_ap = matrix.gather(1, positives)
+        d_metric = d_ap.sqrt() if metric == "euclidean" else d_ap
+        for offset in offsets:
+            low.append(torch.where(positive_mask, to_refine_units(d_metric + offset), math.inf))
+            high.append(low[-1])
+    for constant in constants:
+        low.append(torch.full_like(zero, to_refine_units(constant)))
+        high.append(low[-1])
+    refine_near_critical_(
+        matrix,
+        row_size,
+        col_size,
+        gamma,
+        torch.cat(low, dim=1).sort(dim=1).values,
+        torch.cat(high, dim=1).sort(dim=1).values,
+        direct,
+        skip_diagonal=y is None,
+    )
+
+
+def _square(value):
+    return value * value
+
+
+def _identity(value):
+    return value
