@@ -9,7 +9,8 @@ from torch import nn
 from tripletlab.errors import ConfigError
 from tripletlab.nn.batch_losses import BatchAllTripletLoss
 from tripletlab.nn.heads import Embedder, EmbeddingHead
-from tripletlab.train.finetune import FreezeBackbone, build_warmup_scheduler, parameter_groups
+from tripletlab.pipeline.factories import build_warmup_scheduler
+from tripletlab.train.finetune import FreezeBackbone, parameter_groups
 from tripletlab.train.trainer import Trainer
 
 
