@@ -2,7 +2,11 @@
 # Sets up tripletlab in ./.venv on a fresh machine that has only Python 3.10+ and pip.
 #   ./setup.sh          the package and its runtime dependencies
 #   ./setup.sh dev      plus the test tools (pytest, hypothesis, ruff, mypy)
-#   ./setup.sh bench    plus the peers measured by benchmarks (pytorch-metric-learning, faiss-cpu)
+#   ./setup.sh bench    plus the peers measured by benchmarks (pytorch-metric-learning,
+#                       sentence-transformers, faiss-cpu)
+#   ./setup.sh vision | deploy | serve | all
+#                       the package with real-image training (transformers, kornia), ONNX
+#                       export, the HTTP service, or all of them
 # torch is installed only where it is missing, and then as exactly 2.13.0 (a CPU build that lies
 # on these machines' disk): any looser requirement would make pip download a multi-GB CUDA build.
 set -euo pipefail
@@ -21,7 +25,9 @@ case "$extras" in
     "") spec="." ;;
     dev) spec=".[dev]" ;;
     bench) spec=".[dev,bench]" ;;
-    *) echo "setup: unknown extra '$extras' (expected: dev, bench)" >&2; exit 2 ;;
+    vision | deploy | serve) spec=".[$extras]" ;;
+    all) spec=".[vision,serve,html,faiss]" ;;
+    *) echo "setup: unknown extra '$extras' (expected: dev, bench, vision, deploy, serve, all)" >&2; exit 2 ;;
 esac
 echo "setup: installing tripletlab${extras:+ with $extras}" >&2
 "${pip[@]}" -e "$spec"
