@@ -301,14 +301,36 @@ def test_gather_handles_uneven_batches_and_routes_gradients_to_their_owner(
     torch.testing.assert_close(r1["grad"], 2 * torch.tensor([[2.0], [3.0], [4.0]]).expand(3, 3))
 
 
+#: The collective timeout of the failing-rank test, and how long its silent rank stays silent.
+FAILING_TIMEOUT_S = 4
+SILENT_SECONDS = 60
+#: Spawned interpreters import torch at their own pace (tens of seconds apart on a loaded
+#: machine): the ranks meet on files first, so the short timeout measures the collective only.
+START_SKEW_LIMIT_S = 240
+
+
+def _wait_for_all_ranks(rank: int, out_dir: str) -> None:
+    Path(out_dir, f"ready{rank}").touch()
+    deadline = time.monotonic() + START_SKEW_LIMIT_S
+    while not all(Path(out_dir, f"ready{r}").exists() for r in range(WORLD)):
+        if time.monotonic() > deadline:
+            os._exit(4)
+        time.sleep(0.05)
+
+
 def _failing_worker(rank: int, init_file: str, out_dir: str, mode: str) -> None:
+    _wait_for_all_ranks(rank, out_dir)
     tdist.init_distributed(
-        "gloo", timeout_s=2, rank=rank, world_size=WORLD, init_method=f"file://{init_file}"
+        "gloo",
+        timeout_s=FAILING_TIMEOUT_S,
+        rank=rank,
+        world_size=WORLD,
+        init_method=f"file://{init_file}",
     )
     if rank == 1:
         if mode == "dies":
             os._exit(3)  # a crash: no clean-up, no goodbye
-        time.sleep(20)  # alive but silent: the collective must time out
+        time.sleep(SILENT_SECONDS)  # alive but silent: the collective must time out
         os._exit(0)
     start = time.monotonic()
     try:
@@ -331,7 +353,7 @@ def test_a_dead_or_silent_rank_gives_a_clear_error_within_the_timeout(
     ]
     for p in procs:
         p.start()
-    procs[0].join(timeout=60)
+    procs[0].join(timeout=START_SKEW_LIMIT_S + SILENT_SECONDS)
     alive = procs[0].is_alive()
     for p in procs:
         if p.is_alive():
@@ -340,7 +362,7 @@ def test_a_dead_or_silent_rank_gives_a_clear_error_within_the_timeout(
     assert not alive, "rank 0 hung"
     elapsed, message = (tmp_path / f"{mode}.txt").read_text().split("\n", 1)
     assert "rank 0 of 2" in message and "failed" in message, message
-    assert float(elapsed) < 15
+    assert float(elapsed) < FAILING_TIMEOUT_S + 11  # the timeout, not the silent rank's 60 s
 
 
 @pytest.mark.slow
