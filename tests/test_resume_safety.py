@@ -140,10 +140,10 @@ def test_ctrl_c_during_training_exits_130_and_keeps_a_checkpoint(
 ) -> None:
     step = Trainer.train_step
 
-    def interrupted(self: Trainer, *args: object) -> object:
+    def interrupted(self: Trainer, *args: object, **kwargs: object) -> object:
         if self.epoch == 2:
             raise KeyboardInterrupt
-        return step(self, *args)  # type: ignore[arg-type]
+        return step(self, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Trainer, "train_step", interrupted)
     result = CliRunner().invoke(main, _cli_args(tmp_path))

@@ -54,7 +54,7 @@ class EmbeddingModel(nn.Module):
     """``network`` followed by L2 normalisation of the rows when ``normalize``.
 
     Example:
-        >>> EmbeddingModel(nn.Linear(2, 2, bias=False), True)(torch.ones(1, 2)).norm().item()
+        >>> round(EmbeddingModel(nn.Linear(2, 2, bias=False), True)(torch.ones(1, 2)).norm().item(), 6)
         1.0
     """
 

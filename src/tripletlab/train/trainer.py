@@ -66,6 +66,7 @@ from tripletlab.train.checkpoint import (
 from tripletlab.train.devices import resolve_precision
 from tripletlab.train.loading import device_batches, make_loader
 from tripletlab.train.logging import RunLogger
+from tripletlab.train.streaming import LazyInputs
 
 __all__ = ["Trainer", "make_pk_sampler", "torch_threads"]
 
@@ -378,7 +379,7 @@ class Trainer:
     def _batches(
         self, inputs: Tensor | Dataset, labels: Tensor, sampler: Any
     ) -> Iterator[tuple[Tensor, Tensor]]:
-        if isinstance(inputs, Tensor):
+        if isinstance(inputs, (Tensor, LazyInputs)):  # indexable by a batch of indices
             for batch in sampler:
                 index = torch.as_tensor(batch, device=self.device)
                 yield inputs[index], labels[index]
