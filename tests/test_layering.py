@@ -53,6 +53,7 @@ LAYERS: dict[str, int] = {
     "cli": 5,
     "deploy": 5,
     "serve": 5,
+    "commands": 5,
 }
 ROOT_LAYER = 5
 

@@ -162,24 +162,6 @@ def train_command(config_path: str | None, resume: bool, **flags: Any) -> None:
         click.echo(f"report: {result.report_path}")
 
 
-@main.command("evaluate")
-@click.argument("run", type=click.Path(exists=True, file_okay=False))
-@click.option("--dataset", help="Evaluate on all of this dataset instead of the run's test split.")
-@click.option("--data-dir", help="Folder of the dataset's files (fashion-mnist).")
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate_command(run: str, dataset: str | None, data_dir: str | None, as_json: bool) -> None:
-    """Evaluate a trained RUN directory: retrieval metrics beside the raw-feature baseline."""
-    from tripletlab.pipeline.evaluation import evaluate_run
-
-    result = evaluate_run(run, dataset=dataset, data_dir=data_dir)
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-        return
-    _print_metrics(
-        f"{result['dataset']} ({result['n']} samples):", result["metrics"], result["baseline"]
-    )
-
-
 @main.command("embed")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
@@ -534,6 +516,12 @@ def verify_command(run: str, a: str, b: str, threshold: float | None, as_json: b
 
 
 # --- end of recognition section -------------------------------------------------------------
+
+# --- commands defined in tripletlab.commands (too large for this file) ---------------------
+
+from tripletlab.commands.evaluate import evaluate_command  # noqa: E402
+
+main.add_command(evaluate_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
