@@ -1,0 +1,187 @@
+"""`tripletlab train/evaluate` with field layouts: train on a layout's train split, evaluate
+with its own protocol, with and without re-ranking / query expansion, and write the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from layout_builders import build_cub, build_lfw, build_market1501
+from tripletlab.cli import main
+
+CUB_CLASSES = (1, 2, 3, 101, 102, 103)
+PER_CLASS = 10
+
+
+def _invoke(*args: object) -> str:
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _fails(*args: object) -> str:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("layouts")
+    cub = build_cub(root / "cub", classes=CUB_CLASSES, per_class=PER_CLASS)
+    run = root / "run"
+    _invoke(
+        "train",
+        "--dataset",
+        f"cub200:{cub}",
+        "--epochs",
+        1,
+        "--embedding-dim",
+        8,
+        "--out",
+        run,
+        "--seed",
+        0,
+    )
+    return {
+        "run": run,
+        "cub": cub,
+        "market": build_market1501(root / "market"),
+        "lfw": build_lfw(root / "lfw"),
+    }
+
+
+def test_training_on_a_layout_uses_its_train_classes_only(layouts) -> None:
+    config = json.loads((layouts["run"] / "config.json").read_text())
+    assert config["data"]["dataset"].startswith("cub200:")
+    from tripletlab.pipeline.layouts import layout_training_set
+
+    train = layout_training_set(f"cub200:{layouts['cub']}")
+    assert len(train.labels) == 3 * PER_CLASS  # classes 1-3 of CUB's 1-100 train half
+    assert sorted(set(train.labels.tolist())) == [0, 1, 2]
+
+
+def test_evaluate_defaults_to_the_run_layouts_own_protocol(layouts) -> None:
+    out = json.loads(_invoke("evaluate", layouts["run"], "--json", "--no-report"))
+    assert out["protocol"] == "self"
+    assert out["n_query"] == out["n_gallery"] == 3 * PER_CLASS  # the test classes 101-103
+    assert set(out["variants"]) == {"plain"}
+    assert "recall_at_8" in out["variants"]["plain"]
+
+
+def test_reid_protocol_with_rerank_and_qe_matches_the_library(layouts) -> None:
+    from tripletlab.data.layouts import load_layout
+    from tripletlab.evaluate.query_expansion import expand_queries
+    from tripletlab.evaluate.reid import reid_metrics
+    from tripletlab.pipeline.layouts import embed_split
+    from tripletlab.pipeline.trained import TrainedModel
+
+    spec = f"market1501:{layouts['market']}"
+    text = _invoke(
+        "evaluate",
+        layouts["run"],
+        "--dataset",
+        spec,
+        "--rerank",
+        "--k1",
+        3,
+        "--k2",
+        2,
+        "--qe",
+        "alpha-qe",
+        "--qe-n",
+        2,
+        "--json",
+    )
+    out = json.loads(text)
+    assert out["protocol"] == "reid" and (out["n_query"], out["n_gallery"]) == (3, 7)
+    assert list(out["variants"]) == ["plain", "re-ranked", "alpha-qe"]
+    trained = TrainedModel.load(layouts["run"])
+    layout = load_layout(spec)
+    q, g = layout.split("query"), layout.split("gallery")
+    qe = embed_split(trained.embed, q, trained.in_shape)
+    ge = embed_split(trained.embed, g, trained.in_shape)
+    cams = {"query_cameras": q.cameras, "gallery_cameras": g.cameras}
+    plain = reid_metrics(qe, q.labels, ge, g.labels, metric=trained.metric, **cams)
+    assert out["variants"]["plain"]["map"] == pytest.approx(plain["map"])
+    assert out["variants"]["plain"]["n_queries_without_match"] == 1  # query 2: own camera only
+    expanded = expand_queries(qe, ge, n=2, alpha=3.0)
+    qe_direct = reid_metrics(expanded, q.labels, ge, g.labels, metric="cosine", **cams)
+    assert out["variants"]["alpha-qe"]["minp"] == pytest.approx(qe_direct["minp"])
+    report = Path(out["report"])
+    assert report.name == "report.md" and "| re-ranked |" in report.read_text()
+    assert (report.parent / "retrieval_grid.png").stat().st_size > 0
+    assert (report.parent / "cmc.png").exists()
+
+
+def test_the_report_html_is_written_next_to_the_markdown(layouts) -> None:
+    pytest.importorskip("markdown_it")
+    out = json.loads(_invoke("evaluate", layouts["run"], "--json"))
+    html = Path(out["report"]).with_suffix(".html")
+    assert "data:image/png;base64," in html.read_text()
+    assert "Worst" in Path(out["report"]).read_text()  # the per-class table of CUB
+
+
+def test_lfw_gives_ten_fold_verification_and_refuses_rerank(layouts) -> None:
+    spec = f"lfw:{layouts['lfw']}"
+    out = json.loads(_invoke("evaluate", layouts["run"], "--dataset", spec, "--json"))
+    assert out["protocol"] == "verification"
+    assert 0.0 <= out["verification"]["accuracy_mean"] <= 1.0
+    assert len(out["verification"]["folds"]) == 2
+    assert "re-ranking" in _fails("evaluate", layouts["run"], "--dataset", spec, "--rerank")
+
+
+def test_query_and_gallery_npz_with_cameras_use_the_reid_protocol(layouts, tmp_path) -> None:
+    from tripletlab.pipeline.trained import TrainedModel
+
+    shape = TrainedModel.load(layouts["run"]).in_shape
+    rng = np.random.default_rng(0)
+    x = rng.random((6, *shape), dtype=np.float32)
+    labels, cams = np.array([1, 2, 1, 2, 1, 2]), np.array([1, 1, 2, 2, 3, 3])
+    np.savez(tmp_path / "q.npz", x=x[:2], labels=labels[:2], cameras=cams[:2])
+    np.savez(tmp_path / "g.npz", x=x[2:], labels=labels[2:], cameras=cams[2:])
+    out = json.loads(
+        _invoke(
+            "evaluate",
+            layouts["run"],
+            "--query",
+            tmp_path / "q.npz",
+            "--gallery",
+            tmp_path / "g.npz",
+            "--json",
+            "--no-report",
+        )
+    )
+    assert out["protocol"] == "reid" and (out["n_query"], out["n_gallery"]) == (2, 4)
+    assert "map" in out["variants"]["plain"]
+    _fails("evaluate", layouts["run"], "--query", tmp_path / "q.npz")
+
+
+def test_plain_evaluation_takes_the_knn_flags(layouts) -> None:
+    folder = layouts["cub"] / "CUB_200_2011" / "images"  # an image folder: not a layout
+    exact = json.loads(_invoke("evaluate", layouts["run"], "--dataset", folder, "--json"))
+    chunked = json.loads(
+        _invoke(
+            "evaluate",
+            layouts["run"],
+            "--dataset",
+            folder,
+            "--exact",
+            "--chunk-memory",
+            1,
+            "--knn-threads",
+            1,
+            "--json",
+        )
+    )
+    assert chunked["metrics"]["map_at_r"] == pytest.approx(exact["metrics"]["map_at_r"])
+    assert "approximate" in _fails(
+        "evaluate", layouts["run"], "--dataset", folder, "--exact", "--approximate", "ivf"
+    )
+    assert "full exact rankings" in _fails("evaluate", layouts["run"], "--approximate", "hnsw")
+    assert "--rerank" in _fails("evaluate", layouts["run"], "--dataset", folder, "--rerank")
