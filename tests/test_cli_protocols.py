@@ -185,3 +185,15 @@ def test_plain_evaluation_takes_the_knn_flags(layouts) -> None:
     )
     assert "full exact rankings" in _fails("evaluate", layouts["run"], "--approximate", "hnsw")
     assert "--rerank" in _fails("evaluate", layouts["run"], "--dataset", folder, "--rerank")
+
+
+def test_compare_writes_one_table_of_the_runs(layouts, tmp_path) -> None:
+    import shutil
+
+    other = tmp_path / "again"
+    shutil.copytree(layouts["run"], other)
+    text = _invoke("compare", layouts["run"], other, "-o", tmp_path / "cmp")
+    assert "| run |" in text and "again" in text
+    assert (tmp_path / "cmp" / "compare.md").exists()
+    assert (tmp_path / "cmp" / "compare_curves.png").exists()
+    assert "two run" in _fails("compare", layouts["run"], "-o", tmp_path / "cmp2")

@@ -519,9 +519,11 @@ def verify_command(run: str, a: str, b: str, threshold: float | None, as_json: b
 
 # --- commands defined in tripletlab.commands (too large for this file) ---------------------
 
+from tripletlab.commands.compare import compare_command  # noqa: E402
 from tripletlab.commands.evaluate import evaluate_command  # noqa: E402
 
 main.add_command(evaluate_command)
+main.add_command(compare_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
