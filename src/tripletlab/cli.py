@@ -447,16 +447,32 @@ def lab_claims_command(seeds: int, first_seed: int, dims: str, steps: int, out: 
 @click.option(
     "-o", "--output", required=True, type=click.Path(dir_okay=False), help="Index file to write."
 )
-def index_command(run: str, data: str, data_dir: str | None, output: str) -> None:
-    """Embed a labelled gallery with a trained RUN and save a searchable index."""
+@click.option(
+    "--target-far",
+    type=click.FloatRange(0, 1),
+    help="Choose the identification threshold at this FAR on the gallery's impostor "
+    "comparisons; `search` answers `unknown` beyond it.",
+)
+def index_command(
+    run: str, data: str, data_dir: str | None, output: str, target_far: float | None
+) -> None:
+    """Embed a labelled gallery (image folder, field layout, manifest, .npz…) with a trained
+    RUN and save a searchable index."""
     from tripletlab.pipeline.recognition import index_run
 
-    index = index_run(run, data, output, data_dir=data_dir)
+    index = index_run(run, data, output, data_dir=data_dir, target_far=target_far)
     threshold = "none" if index.threshold is None else f"{index.threshold:.4g}"
     click.echo(
         f"indexed {len(index)} samples of {index.num_identities} identities "
         f"(dim {index.dim}, {index.metric}, threshold {threshold}) -> {output}"
     )
+    chosen = index.info.get("identification")
+    if chosen:
+        click.echo(
+            f"identification threshold {chosen['threshold']:.4g} at FAR {chosen['target_far']:g} "
+            f"(achieved {chosen['achieved_far']:.4f} on {chosen['n_impostors']} impostor "
+            "comparisons)"
+        )
 
 
 @main.command("search")
@@ -484,7 +500,13 @@ def search_command(
         click.echo(json.dumps(results, indent=2))
         return
     for result in results:
-        click.echo(result["query"])
+        answer = ""
+        if "known" in result:
+            answer = (
+                f"  -> {result['identity']} (threshold {result['identification_threshold']:.4g} "
+                f"at FAR {result['target_far']:g})"
+            )
+        click.echo(result["query"] + answer)
         for m in result["matches"]:
             verdict = "" if m["same"] is None else ("  match" if m["same"] else "")
             click.echo(
@@ -498,20 +520,30 @@ def search_command(
 @click.argument("a", type=click.Path(exists=True))
 @click.argument("b", type=click.Path(exists=True))
 @click.option("--threshold", type=float, help="Override the threshold chosen in evaluation.")
+@click.option(
+    "--target-far",
+    type=click.FloatRange(0, 1),
+    help="Choose the threshold at this FAR on the run's test impostor pairs.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
-def verify_command(run: str, a: str, b: str, threshold: float | None, as_json: bool) -> None:
-    """Same identity or not: A and B embedded by RUN, at the threshold chosen in evaluation."""
+def verify_command(
+    run: str, a: str, b: str, threshold: float | None, target_far: float | None, as_json: bool
+) -> None:
+    """Same identity or not: A and B (images, folders, .npy/.npz) embedded by RUN, at the
+    threshold chosen in evaluation, and the FAR that threshold has."""
     from tripletlab.pipeline.recognition import verify_run
 
-    results = verify_run(run, a, b, threshold=threshold)
+    results = verify_run(run, a, b, threshold=threshold, target_far=target_far)
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
     for r in results:
         verdict = "same identity" if r["same"] else "different identities"
-        prefix = f"pair {r['pair']}: " if len(results) > 1 else ""
+        prefix = f"{r['a']} vs {r['b']}: " if len(results) > 1 else ""
+        far = "FAR unknown" if r["far"] is None else f"FAR {r['far']:.4g}"
         click.echo(
-            f"{prefix}{verdict} (distance {r['distance']:.4f}, threshold {r['threshold']:.4f})"
+            f"{prefix}{verdict} (distance {r['distance']:.4f}, threshold {r['threshold']:.4f} "
+            f"set at {far} on the run's test impostor pairs)"
         )
 
 

@@ -152,7 +152,9 @@ def evaluate_command(
     from tripletlab.pipeline.layouts import is_layout_dataset
     from tripletlab.pipeline.protocols import PostProcessing
 
-    budget = {} if chunk_memory is None else {"memory_budget_bytes": chunk_memory * MIB}
+    budget: dict[str, Any] = {}
+    if chunk_memory is not None:
+        budget["memory_budget_bytes"] = chunk_memory * MIB
     options = PostProcessing(**budget, **post)
     protocol = query is not None or gallery is not None or is_layout_dataset(dataset)
     if not protocol and dataset is None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from tripletlab.data.layouts import Layout, LayoutSplit
 from tripletlab.errors import ConfigError, DataError
+from tripletlab.pipeline.identification import folder_split
 from tripletlab.pipeline.layouts import embed_split, is_layout_dataset, load_run_layout
 from tripletlab.pipeline.protocols import EvalSet, PostProcessing, protocol_variants
 from tripletlab.pipeline.trained import TrainedModel
@@ -41,23 +42,6 @@ def _embedded(trained: TrainedModel, split: LayoutSplit) -> EvalSet:
     )
 
 
-def _folder_split(folder: Path) -> LayoutSplit:
-    """An image folder with one sub-folder per identity, as a split (paths kept)."""
-    from tripletlab.pipeline.data import IMAGE_SUFFIXES
-
-    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    paths, labels = [], []
-    for label, class_dir in enumerate(classes):
-        for file in sorted(class_dir.rglob("*")):
-            if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
-                paths.append(file)
-                labels.append(label)
-    if not paths:
-        raise DataError(f"{folder}: no image in one sub-folder per identity")
-    names = {i: c.name for i, c in enumerate(classes)}
-    return LayoutSplit(paths, np.array(labels, dtype=np.int64), class_names=names)
-
-
 def _npz_set(trained: TrainedModel, path: Path) -> EvalSet:
     with np.load(path, allow_pickle=False) as data:
         key = next((k for k in ("x", "features", "samples") if k in data), None)
@@ -76,7 +60,7 @@ def read_eval_set(trained: TrainedModel, spec: str, role: str) -> EvalSet:
         return _embedded(trained, layout.split(role if role in layout.splits else "test"))
     path = Path(spec).expanduser()
     if path.is_dir():
-        return _embedded(trained, _folder_split(path))
+        return _embedded(trained, folder_split(path))
     if path.suffix.lower() == ".npz" and path.is_file():
         return _npz_set(trained, path)
     raise DataError(
