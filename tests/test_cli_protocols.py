@@ -197,3 +197,52 @@ def test_compare_writes_one_table_of_the_runs(layouts, tmp_path) -> None:
     assert (tmp_path / "cmp" / "compare.md").exists()
     assert (tmp_path / "cmp" / "compare_curves.png").exists()
     assert "two run" in _fails("compare", layouts["run"], "-o", tmp_path / "cmp2")
+
+
+def test_search_names_files_and_says_unknown_beyond_the_far_threshold(layouts, tmp_path) -> None:
+    from tripletlab.evaluate.gallery import GalleryIndex
+
+    index_path = tmp_path / "cub.index"
+    text = _invoke(
+        "index",
+        layouts["run"],
+        "--data",
+        f"cub200:{layouts['cub']}",
+        "-o",
+        index_path,
+        "--target-far",
+        0.0,
+    )
+    assert "identification threshold" in text and "at FAR 0" in text
+    flat = tmp_path / "probes"  # a flat folder: no identity sub-folders
+    flat.mkdir()
+    images = sorted((layouts["cub"] / "CUB_200_2011" / "images").rglob("*_0000_10*.jpg"))
+    for image in images:
+        (flat / image.name).write_bytes(image.read_bytes())
+    out = json.loads(_invoke("search", index_path, flat, "--top-k", 2, "--json"))
+    assert [r["query"] for r in out] == [str(flat / i.name) for i in images]
+    for result, image in zip(out, images, strict=True):
+        assert result["known"] and result["target_far"] == 0.0
+        assert result["identity"] == image.parent.name  # the same picture is in the gallery
+        assert Path(result["matches"][0]["id"]).parent.name == image.parent.name
+    index = GalleryIndex.load(index_path)
+    index.info["identification"]["threshold"] = -1.0  # nothing is that close: all unknown
+    index.save(index_path)
+    out = json.loads(_invoke("search", index_path, images[0], "--json"))
+    assert out[0]["identity"] == "unknown" and not out[0]["known"]
+    assert "-> unknown" in _invoke("search", index_path, images[0])
+
+
+def test_verify_says_the_far_of_its_threshold(layouts, tmp_path) -> None:
+    images = sorted((layouts["cub"] / "CUB_200_2011" / "images").rglob("*.jpg"))
+    np.save(tmp_path / "one.npy", np.zeros((1, 3, 8, 8), dtype=np.float32))
+    out = json.loads(_invoke("verify", layouts["run"], images[0], images[1], "--json"))
+    assert out[0]["threshold_source"] == "evaluation" and 0.0 <= out[0]["far"] <= 1.0
+    assert out[0]["a"] == str(images[0])
+    chosen = json.loads(
+        _invoke(
+            "verify", layouts["run"], images[0], tmp_path / "one.npy", "--target-far", 0.0, "--json"
+        )
+    )
+    assert chosen[0]["threshold_source"] == "target_far" and chosen[0]["far"] == 0.0
+    assert "set at FAR" in _invoke("verify", layouts["run"], images[0], images[1])
