@@ -3,6 +3,7 @@ with its own protocol, with and without re-ranking / query expansion, and write 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -246,3 +247,34 @@ def test_verify_says_the_far_of_its_threshold(layouts, tmp_path) -> None:
     )
     assert chosen[0]["threshold_source"] == "target_far" and chosen[0]["far"] == 0.0
     assert "set at FAR" in _invoke("verify", layouts["run"], images[0], images[1])
+
+
+def test_the_run_report_has_the_grid_worst_classes_and_html(layouts) -> None:
+    run = layouts["run"]
+    text = (run / "report.md").read_text()
+    assert "![retrieval grid](retrieval_grid.png)" in text and "**Worst" in text
+    assert (run / "retrieval_grid.png").stat().st_size > 0
+    if importlib.util.find_spec("markdown_it") is not None:
+        assert "data:image/png;base64," in (run / "report.html").read_text()
+
+
+def test_without_markdown_it_the_html_is_skipped_with_a_note(tmp_path, monkeypatch) -> None:
+    import torch
+
+    from tripletlab.pipeline import run_report
+    from tripletlab.report import html
+
+    def unavailable() -> None:
+        raise html.HtmlUnavailable("no markdown-it-py")
+
+    monkeypatch.setattr(html, "_markdown_parser", unavailable)
+    report = tmp_path / "report.md"
+    report.write_text("# run\n")
+    x = torch.tensor([[0.0], [0.1], [1.0], [1.1]])
+    raw = np.zeros((4, 1, 2, 2), dtype=np.float32)
+    out = run_report.extend_run_report(
+        report, x, np.array([0, 0, 1, 1]), raw, ["a", "b"], "euclidean"
+    )
+    assert out is None and not (tmp_path / "report.html").exists()
+    assert run_report.HTML_SKIPPED in report.read_text()
+    assert (tmp_path / "retrieval_grid.png").exists()
