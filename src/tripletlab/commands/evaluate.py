@@ -75,6 +75,18 @@ def _print_protocol(result: dict[str, Any]) -> None:
         click.echo(result["note"])
 
 
+def _run_dataset(run: str) -> str | None:
+    """The dataset a run was trained on, from its ``config.json`` (None when unreadable:
+    the plain evaluation then reports what is wrong with the run)."""
+    from tripletlab.pipeline.run_dir import RunDir
+
+    try:
+        dataset = json.loads(RunDir(run).config_path.read_text())["data"]["dataset"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return dataset if isinstance(dataset, str) else None
+
+
 def _knn_flags(
     exact: bool, approximate: str | None, backend: str | None, threads: int | None
 ) -> dict[str, Any]:
@@ -158,10 +170,7 @@ def evaluate_command(
     options = PostProcessing(**budget, **post)
     protocol = query is not None or gallery is not None or is_layout_dataset(dataset)
     if not protocol and dataset is None:
-        from tripletlab.pipeline.run_dir import RunDir
-        from tripletlab.pipeline.trained import TrainedModel
-
-        protocol = is_layout_dataset(TrainedModel.load(RunDir(run).path).cfg.data.dataset)
+        protocol = is_layout_dataset(_run_dataset(run))
     if protocol:
         if approximate or backend:
             raise ConfigError(
