@@ -278,3 +278,21 @@ def test_without_markdown_it_the_html_is_skipped_with_a_note(tmp_path, monkeypat
     assert out is None and not (tmp_path / "report.html").exists()
     assert run_report.HTML_SKIPPED in report.read_text()
     assert (tmp_path / "retrieval_grid.png").exists()
+
+
+def test_embed_takes_a_flat_folder_and_names_each_row(layouts, tmp_path) -> None:
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    found = (layouts["cub"] / "CUB_200_2011" / "images").rglob("*_0001_*.jpg")
+    images = sorted(found, key=lambda p: p.name)  # a folder's rows come in file-name order
+    for image in images:
+        (flat / image.name).write_bytes(image.read_bytes())
+    text = _invoke("embed", layouts["run"], flat, "-o", tmp_path / "e.npy")
+    assert "e.ids.txt" in text
+    embeddings = np.load(tmp_path / "e.npy")
+    ids = (tmp_path / "e.ids.txt").read_text().splitlines()
+    assert embeddings.shape == (len(images), 8)
+    assert ids == [str(flat / i.name) for i in images]
+    single = _invoke("embed", layouts["run"], images[0], "-o", tmp_path / "one.npy")
+    assert "1 × 8" in single
+    assert np.allclose(np.load(tmp_path / "one.npy")[0], embeddings[0], atol=1e-6)

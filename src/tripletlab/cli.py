@@ -173,11 +173,12 @@ def train_command(config_path: str | None, resume: bool, **flags: Any) -> None:
     help="Where the embeddings go (.npy, float32, N × D).",
 )
 def embed_command(run: str, input_path: str, output: str) -> None:
-    """Embed INPUT (.npy features, .npz, .csv or an image folder) with a trained RUN."""
-    from tripletlab.pipeline.trained import embed_file
+    """Embed INPUT (an image, a folder of images, .npy, .npz or .csv) with a trained RUN;
+    the file of each row is listed in OUTPUT's .ids.txt."""
+    from tripletlab.pipeline.identification import embed_inputs, ids_path_of
 
-    n, dim = embed_file(run, input_path, output)
-    click.echo(f"wrote {n} × {dim} embeddings to {output}")
+    n, dim = embed_inputs(run, input_path, output)
+    click.echo(f"wrote {n} × {dim} embeddings to {output} (rows: {ids_path_of(output)})")
 
 
 # --- lab: the optimisation lab (tripletlab.lab; issue 5) ----------------------------------

@@ -8,6 +8,7 @@
   identity.
 * :func:`identification_choice` — the ``search`` threshold: at ``target_far`` of impostor
   comparisons, each gallery item against the nearest item of another identity.
+* :func:`embed_inputs` — the ``embed`` verb over those inputs, with a ``.ids.txt`` of rows.
 * :func:`impostor_distances` / :func:`verification_far` — the FAR of ``verify``'s pair
   threshold on the run's test impostor pairs.
 
@@ -33,9 +34,11 @@ from tripletlab.pipeline.data import IMAGE_SUFFIXES, read_samples
 from tripletlab.pipeline.layouts import is_layout_dataset, load_run_layout
 
 __all__ = [
+    "embed_inputs",
     "folder_split",
     "gallery_split",
     "identification_choice",
+    "ids_path_of",
     "impostor_distances",
     "read_files",
     "verification_far",
@@ -147,3 +150,29 @@ def verification_far(test_embeddings: Path, threshold: float, metric: str) -> di
         embeddings, labels = torch.from_numpy(data["embeddings"]), data["labels"]
     impostors = impostor_distances(embeddings, labels, metric)
     return {"far": accept_rate(impostors, threshold), "n_impostors": len(impostors)}
+
+
+def ids_path_of(output: str | Path) -> Path:
+    """Where :func:`embed_inputs` writes the row ids of ``output``: ``NAME.ids.txt``."""
+    output = Path(output)
+    return output.with_name(output.stem + ".ids.txt")
+
+
+def embed_inputs(
+    run_dir: str | Path, input_path: str | Path, output: str | Path
+) -> tuple[int, int]:
+    """The ``embed`` verb on any input of :func:`read_files`: embeddings (N, D) float32 to
+    ``output`` (.npy) and their row ids, one a line, to :func:`ids_path_of` ``(output)``.
+
+    Returns (N, D).
+    """
+    from tripletlab.pipeline.trained import TrainedModel
+
+    trained = TrainedModel.load(run_dir)
+    samples, ids = read_files(input_path, trained.in_shape)
+    embeddings = trained.embed(samples).numpy().astype(np.float32)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    np.save(output, embeddings)
+    ids_path_of(output).write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+    return embeddings.shape[0], embeddings.shape[1]
