@@ -29,6 +29,7 @@ from torch import Tensor
 
 from tripletlab.data.embedding_dataset import EmbeddingDataset
 from tripletlab.data.layouts import Layout, LayoutSplit, is_layout_spec, load_layout
+from tripletlab.data.layouts.reid import REID_LAYOUTS
 from tripletlab.errors import DataError
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
 #: Images decoded per embedding chunk: bounds the pixels held at once (256 × 3 × 256² floats
 #: is 200 MB at re-id sizes).
 EMBED_CHUNK = 256
+#: The label of junk images in every layout (Market-1501's −1; a manifest's too).
+JUNK_LABEL = -1
 #: Re-id identities below this are junk (−1) or distractors (0): never training identities.
 _FIRST_REID_IDENTITY = 1
 
@@ -121,7 +124,8 @@ def embed_split(
 
 
 def layout_training_set(spec: str) -> EmbeddingDataset:
-    """The ``train`` split of a layout as a dataset, labels 0…C−1 (re-id: identities ≥ 1).
+    """The ``train`` split of a layout as a dataset, labels 0…C−1 (junk −1 dropped; re-id
+    file-name layouts also drop distractors 0).
 
     Raises:
         DataError: a missing file, no ``train`` split (LFW is evaluation only), fewer than two
@@ -129,8 +133,10 @@ def layout_training_set(spec: str) -> EmbeddingDataset:
     """
     layout = load_run_layout(spec)
     split = layout.split("train")
-    if layout.protocol == "reid":
+    if layout.name in REID_LAYOUTS:  # file-name identities: −1 junk, 0 distractors
         split = split.subset(split.labels >= _FIRST_REID_IDENTITY)
+    else:  # a manifest numbers text labels from 0; only −1 is junk
+        split = split.subset(split.labels != JUNK_LABEL)
     if len(np.unique(split.labels)) < 2:
         raise DataError(f"{spec}: the train split holds fewer than two identities")
     classes, encoded = np.unique(split.labels, return_inverse=True)
