@@ -304,10 +304,18 @@ def test_a_manifest_csv_trains_and_evaluates_by_its_roles(layouts, tmp_path) -> 
 
     rows = ["path,label,camera,split"]
     for i, (label, camera, split) in enumerate(
-        [("cat", 1, "train"), ("cat", 2, "train"), ("dog", 1, "train"), ("dog", 2, "train"),
-         ("cat", 1, "query"), ("dog", 2, "query"),
-         ("cat", 2, "gallery"), ("dog", 1, "gallery"), ("cat", 1, "gallery")]
-    ):  # fmt: skip
+        [
+            ("cat", 1, "train"),
+            ("cat", 2, "train"),
+            ("dog", 1, "train"),
+            ("dog", 2, "train"),
+            ("cat", 1, "query"),
+            ("dog", 2, "query"),
+            ("cat", 2, "gallery"),
+            ("dog", 1, "gallery"),
+            ("cat", 1, "gallery"),
+        ]
+    ):
         write_image(tmp_path / "img" / f"{i}.jpg", {"cat": 1, "dog": 2}[label])
         rows.append(f"img/{i}.jpg,{label},{camera},{split}")
     manifest = tmp_path / "m.csv"
@@ -319,3 +327,47 @@ def test_a_manifest_csv_trains_and_evaluates_by_its_roles(layouts, tmp_path) -> 
     )
     assert out["protocol"] == "reid" and (out["n_query"], out["n_gallery"]) == (2, 3)
     assert out["variants"]["plain"]["rank_1"] == 1.0  # one colour per label: exact matches
+
+
+@pytest.mark.parametrize(
+    ("builder", "name", "protocol", "recall_key"),
+    [
+        ("build_inshop", "inshop", "query_gallery", "recall_at_50"),
+        ("build_sop", "sop", "self", "recall_at_1000"),
+        ("build_cars", "cars196", "self", "recall_at_8"),
+    ],
+)
+def test_dml_layouts_report_their_own_recall_ks(
+    layouts, tmp_path, builder, name, protocol, recall_key
+) -> None:
+    import layout_builders
+
+    root = getattr(layout_builders, builder)(tmp_path / name)
+    spec = f"{name}:{root}"
+    out = json.loads(
+        _invoke(
+            "evaluate",
+            layouts["run"],
+            "--dataset",
+            spec,
+            "--qe",
+            "aqe",
+            "--qe-n",
+            1,
+            "--json",
+            "--no-report",
+        )
+    )
+    assert out["protocol"] == protocol
+    assert recall_key in out["variants"]["plain"] and recall_key in out["variants"]["aqe"]
+
+
+def test_the_faiss_backend_gives_the_exact_numbers(layouts) -> None:
+    pytest.importorskip("faiss")
+    folder = layouts["cub"] / "CUB_200_2011" / "images"
+    torch_out = json.loads(_invoke("evaluate", layouts["run"], "--dataset", folder, "--json"))
+    faiss_out = json.loads(
+        _invoke("evaluate", layouts["run"], "--dataset", folder, "--backend", "faiss", "--json")
+    )
+    for key in ("precision_at_1", "map_at_r", "r_precision"):
+        assert faiss_out["metrics"][key] == pytest.approx(torch_out["metrics"][key], abs=1e-6)
