@@ -30,7 +30,6 @@ from tripletlab.data import load_dataset
 from tripletlab.errors import ConfigError, DataError
 from tripletlab.evaluate.gallery import GalleryIndex, verify_pairs
 from tripletlab.evaluate.knn import KNNBackend
-from tripletlab.pipeline.data import read_samples
 from tripletlab.pipeline.factories import build_backend
 from tripletlab.pipeline.identification import (
     gallery_split,
@@ -63,11 +62,6 @@ def _sha256(path: Path) -> str:
 def run_threshold(run_dir: str | Path) -> float | None:
     """The verification threshold chosen in the run's evaluation (None if not recorded)."""
     return RunDir(run_dir).verification_threshold()
-
-
-def _embed_files(trained: TrainedModel, paths: list[str | Path]) -> list[Tensor]:
-    """Embeddings of the samples of each file, one pass for all."""
-    return _embed_samples(trained, [read_samples(p, trained.in_shape) for p in paths])
 
 
 def _embed_samples(trained: TrainedModel, arrays: list[np.ndarray]) -> list[Tensor]:
