@@ -185,26 +185,6 @@ def train_command(config_path: str | None, resume: bool, extend: bool, **flags: 
         click.echo(f"report: {result.report_path}")
 
 
-@main.command("evaluate")
-@click.argument("run", type=click.Path(exists=True, file_okay=False))
-@click.option("--dataset", help="Evaluate on all of this dataset instead of the run's test split.")
-@click.option("--data-dir", help="Folder of the dataset's files (fashion-mnist).")
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate_command(run: str, dataset: str | None, data_dir: str | None, as_json: bool) -> None:
-    """Evaluate a trained RUN directory: retrieval metrics beside the raw-feature baseline."""
-    from tripletlab.pipeline.evaluation import evaluate_run
-
-    result = evaluate_run(run, dataset=dataset, data_dir=data_dir)
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-        return
-    _print_metrics(
-        f"{result['dataset']} ({result['n']} samples):", result["metrics"], result["baseline"]
-    )
-    for group, reason in result["unavailable"].items():
-        click.echo(f"  {group} metrics n/a: {reason}")
-
-
 @main.command("embed")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
@@ -216,11 +196,12 @@ def evaluate_command(run: str, dataset: str | None, data_dir: str | None, as_jso
     help="Where the embeddings go (.npy, float32, N × D).",
 )
 def embed_command(run: str, input_path: str, output: str) -> None:
-    """Embed INPUT (.npy features, .npz, .csv or an image folder) with a trained RUN."""
-    from tripletlab.pipeline.trained import embed_file
+    """Embed INPUT (an image, a folder of images, .npy, .npz or .csv) with a trained RUN;
+    the file of each row is listed in OUTPUT's .ids.txt."""
+    from tripletlab.pipeline.identification import embed_inputs, ids_path_of
 
-    n, dim = embed_file(run, input_path, output)
-    click.echo(f"wrote {n} × {dim} embeddings to {output}")
+    n, dim = embed_inputs(run, input_path, output)
+    click.echo(f"wrote {n} × {dim} embeddings to {output} (rows: {ids_path_of(output)})")
 
 
 # --- lab: the optimisation lab (tripletlab.lab; issue 5) ----------------------------------
@@ -237,16 +218,32 @@ def embed_command(run: str, input_path: str, output: str) -> None:
 @click.option(
     "-o", "--output", required=True, type=click.Path(dir_okay=False), help="Index file to write."
 )
-def index_command(run: str, data: str, data_dir: str | None, output: str) -> None:
-    """Embed a labelled gallery with a trained RUN and save a searchable index."""
+@click.option(
+    "--target-far",
+    type=click.FloatRange(0, 1),
+    help="Choose the identification threshold at this FAR on the gallery's impostor "
+    "comparisons; `search` answers `unknown` beyond it.",
+)
+def index_command(
+    run: str, data: str, data_dir: str | None, output: str, target_far: float | None
+) -> None:
+    """Embed a labelled gallery (image folder, field layout, manifest, .npz…) with a trained
+    RUN and save a searchable index."""
     from tripletlab.pipeline.recognition import index_run
 
-    index = index_run(run, data, output, data_dir=data_dir)
+    index = index_run(run, data, output, data_dir=data_dir, target_far=target_far)
     threshold = "none" if index.threshold is None else f"{index.threshold:.4g}"
     click.echo(
         f"indexed {len(index)} samples of {index.num_identities} identities "
         f"(dim {index.dim}, {index.metric}, threshold {threshold}) -> {output}"
     )
+    chosen = index.info.get("identification")
+    if chosen:
+        click.echo(
+            f"identification threshold {chosen['threshold']:.4g} at FAR {chosen['target_far']:g} "
+            f"(achieved {chosen['achieved_far']:.4f} on {chosen['n_impostors']} impostor "
+            "comparisons)"
+        )
 
 
 @main.command("search")
@@ -274,7 +271,13 @@ def search_command(
         click.echo(json.dumps(results, indent=2))
         return
     for result in results:
-        click.echo(result["query"])
+        answer = ""
+        if "known" in result:
+            answer = (
+                f"  -> {result['identity']} (threshold {result['identification_threshold']:.4g} "
+                f"at FAR {result['target_far']:g})"
+            )
+        click.echo(result["query"] + answer)
         for m in result["matches"]:
             verdict = "" if m["same"] is None else ("  match" if m["same"] else "")
             click.echo(
@@ -288,28 +291,44 @@ def search_command(
 @click.argument("a", type=click.Path(exists=True))
 @click.argument("b", type=click.Path(exists=True))
 @click.option("--threshold", type=float, help="Override the threshold chosen in evaluation.")
+@click.option(
+    "--target-far",
+    type=click.FloatRange(0, 1),
+    help="Choose the threshold at this FAR on the run's test impostor pairs.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
-def verify_command(run: str, a: str, b: str, threshold: float | None, as_json: bool) -> None:
-    """Same identity or not: A and B embedded by RUN, at the threshold chosen in evaluation."""
+def verify_command(
+    run: str, a: str, b: str, threshold: float | None, target_far: float | None, as_json: bool
+) -> None:
+    """Same identity or not: A and B (images, folders, .npy/.npz) embedded by RUN, at the
+    threshold chosen in evaluation, and the FAR that threshold has."""
     from tripletlab.pipeline.recognition import verify_run
 
-    results = verify_run(run, a, b, threshold=threshold)
+    results = verify_run(run, a, b, threshold=threshold, target_far=target_far)
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
     for r in results:
         verdict = "same identity" if r["same"] else "different identities"
-        prefix = f"pair {r['pair']}: " if len(results) > 1 else ""
+        prefix = f"{r['a']} vs {r['b']}: " if len(results) > 1 else ""
+        far = "FAR unknown" if r["far"] is None else f"FAR {r['far']:.4g}"
         click.echo(
-            f"{prefix}{verdict} (distance {r['distance']:.4f}, threshold {r['threshold']:.4f})"
+            f"{prefix}{verdict} (distance {r['distance']:.4f}, threshold {r['threshold']:.4f} "
+            f"set at {far} on the run's test impostor pairs)"
         )
 
 
 # --- end of recognition section -------------------------------------------------------------
 
+# --- commands defined in tripletlab.commands (too large for this file) ---------------------
+
+from tripletlab.commands.compare import compare_command  # noqa: E402
 from tripletlab.commands.deploy import export_command, serve_command  # noqa: E402
+from tripletlab.commands.evaluate import evaluate_command  # noqa: E402
 from tripletlab.commands.lab import lab_group  # noqa: E402
 
+main.add_command(evaluate_command)
+main.add_command(compare_command)
 main.add_command(lab_group)
 main.add_command(export_command)
 main.add_command(serve_command)

@@ -64,7 +64,13 @@ class PreparedData:
 def load_data(
     cfg: RunConfig, dataset: str | None = None, data_dir: str | None = None
 ) -> EmbeddingDataset:
-    """The configured dataset (or ``dataset``/``data_dir`` instead of the config's)."""
+    """The configured dataset (or ``dataset``/``data_dir`` instead of the config's); a field
+    layout (``market1501:PATH``, a manifest CSV…) gives its ``train`` split."""
+    spec = dataset or cfg.data.dataset
+    from tripletlab.pipeline.layouts import is_layout_dataset, layout_training_set
+
+    if is_layout_dataset(spec):  # market1501:PATH, cub200:PATH…, a manifest CSV
+        return layout_training_set(spec)
     kwargs: dict[str, Any] = {}
     if cfg.data.label_column is not None:
         kwargs["label_column"] = cfg.data.label_column

@@ -109,11 +109,36 @@ def embedding_metrics(
     return metrics, curve
 
 
+def _trained_metrics(
+    embeddings: Tensor, labels: Tensor, cfg: RunConfig, knn: dict[str, Any]
+) -> dict[str, float]:
+    """The full metrics of trained embeddings with the kNN search of ``knn``."""
+    if not knn:
+        return embedding_metrics(embeddings, labels, cfg, full=True)[0]
+    out = evaluate_embeddings(
+        embeddings,
+        labels,
+        metric=cfg.loss.metric,
+        ks=tuple(cfg.eval.recall_at),
+        knn_k=cfg.eval.knn_k,
+        seed=cfg.seed,
+        **knn,
+    )
+    return {k: float(v) for k, v in out.items() if isinstance(v, (int, float))}
+
+
 def evaluate_run(
-    run_dir: str | Path, dataset: str | None = None, data_dir: str | None = None
+    run_dir: str | Path,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    **knn: Any,
 ) -> dict[str, Any]:
     """The ``evaluate`` verb: metrics of a trained run on its own test split (default), or
     on all of ``dataset``, beside the raw-feature baseline.
+
+    ``knn``: ``method`` (exact / flat / ivf / hnsw), ``memory_budget_bytes``, ``threads``,
+    ``knn_options``, ``gap_queries`` of :func:`~tripletlab.evaluate.evaluate_embeddings`
+    (the trained embedding's search; the baseline stays exact).
 
     Returns ``{"dataset", "n", "metrics", "baseline", "unavailable"}`` (``unavailable``:
     the metric groups the labels cannot support, with the reason).
@@ -130,7 +155,7 @@ def evaluate_run(
     return {
         "dataset": name,
         "n": len(labels),
-        "metrics": embedding_metrics(trained.embed(raw), labels, cfg, full=True)[0],
+        "metrics": _trained_metrics(trained.embed(raw), labels, cfg, knn),
         "baseline": embedding_metrics(flat, labels, cfg, full=True, raw=True)[0],
         "unavailable": unavailable_metrics(labels),
     }

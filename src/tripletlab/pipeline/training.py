@@ -284,9 +284,10 @@ def write_outputs(
     run.save_test_embeddings(test.embeddings, data.y_test, data.raw_test_flat)
     if not cfg.report.enabled:
         return None
+    from tripletlab.pipeline.run_report import extend_run_report
     from tripletlab.report.markdown import write_report  # matplotlib: only when reporting
 
-    return write_report(
+    report = write_report(
         run.path,
         cfg=cfg,
         summary=summary,
@@ -298,6 +299,15 @@ def write_outputs(
         baseline_verification=test.baseline_verification,
         steps=run.read_steps(),
     )
+    extend_run_report(
+        report,
+        test.embeddings,
+        data.y_test.numpy(),
+        data.raw_test.numpy(),
+        data.class_names,
+        cfg.loss.metric,
+    )
+    return report
 
 
 def run_training(cfg: RunConfig, resume: bool = False, *, extend: bool = False) -> RunResult:

@@ -1,0 +1,207 @@
+"""``tripletlab evaluate``: retrieval metrics of a run, or a dataset's own protocol with and
+without re-ranking / query expansion.
+
+Without a layout (``--dataset market1501:PATH`` …, a manifest CSV, or a run trained on one)
+and without ``--query/--gallery``, the run's test split is evaluated beside the raw-feature
+baseline, with the kNN search chosen by ``--exact`` / ``--approximate ivf|hnsw``,
+``--chunk-memory`` and ``--knn-threads``. Otherwise the protocol of the layout (or of the
+query / gallery sets) is computed exactly in chunks of ``--chunk-memory`` MiB, each metric
+shown plain and with ``--rerank`` / ``--qe``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import click
+
+from tripletlab.errors import ConfigError
+
+__all__ = ["evaluate_command"]
+
+#: Bytes in the MiB of ``--chunk-memory``.
+MIB = 2**20
+#: The exact kNN search of each ``--backend``: torch's chunked GEMM, or faiss' flat index.
+KNN_METHOD_OF_BACKEND = {"torch": "exact", "faiss": "flat"}
+#: Metrics printed for the run's test split (the rest are in ``--json``).
+SUMMARY_KEYS = ("precision_at_1", "map_at_r", "r_precision", "knn_accuracy", "nmi")
+
+
+def _print_plain(result: dict[str, Any]) -> None:
+    click.echo(f"{result['dataset']} ({result['n']} samples):")
+    click.echo(f"  {'metric':<16}{'trained':>10}{'baseline':>10}")
+    for key in SUMMARY_KEYS:
+        if key in result["metrics"]:
+            trained, base = result["metrics"][key], result["baseline"].get(key)
+            click.echo(f"  {key:<16}{_cell(trained):>10}{_cell(base):>10}")
+    for group, reason in result.get("unavailable", {}).items():
+        click.echo(f"  {group} metrics n/a: {reason}")
+
+
+def _cell(value: Any) -> str:
+    """A metric as printed: 4 decimals, or ``n/a`` where the labels cannot support it."""
+    return f"{value:.4f}" if _number(value) else "n/a"
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _print_protocol(result: dict[str, Any]) -> None:
+    click.echo(
+        f"{result['dataset']}: {result['protocol']} protocol, {result['n_query']} queries, "
+        f"{result['n_gallery']} gallery items"
+    )
+    variants = result.get("variants")
+    if variants:
+        names = list(variants)
+        keys = [k for k, v in variants["plain"].items() if _number(v) and not k.startswith("n_")]
+        click.echo(f"  {'metric':<18}" + "".join(f"{n:>12}" for n in names))
+        for key in keys:
+            row = "".join(f"{variants[n].get(key, math.nan):>12.4f}" for n in names)
+            click.echo(f"  {key:<18}{row}")
+    verification = result.get("verification")
+    if verification:
+        click.echo(
+            f"  10-fold accuracy {verification['accuracy_mean']:.4f} "
+            f"± {verification['accuracy_std']:.4f}"
+        )
+        for key, value in verification.items():
+            if key.startswith("tar_at_far_") and key.endswith("_mean"):
+                click.echo(f"  {key.removesuffix('_mean'):<18}{value:>12.4f}")
+    identification = result.get("identification")
+    if identification:
+        for key, value in identification.items():
+            if key.startswith("dir_at_far_"):
+                click.echo(f"  {key:<18}{value:>12.4f}")
+    if result.get("report"):
+        click.echo(f"report: {result['report']}")
+    if result.get("note"):
+        click.echo(result["note"])
+
+
+def _run_dataset(run: str) -> str | None:
+    """The dataset a run was trained on, from its ``config.json`` (None when unreadable:
+    the plain evaluation then reports what is wrong with the run)."""
+    from tripletlab.pipeline.run_dir import RunDir
+
+    try:
+        dataset = json.loads(RunDir(run).config_path.read_text())["data"]["dataset"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return dataset if isinstance(dataset, str) else None
+
+
+def _knn_flags(
+    exact: bool, approximate: str | None, backend: str | None, threads: int | None
+) -> dict[str, Any]:
+    if exact and approximate:
+        raise ConfigError("--exact and --approximate exclude each other")
+    if approximate and backend:
+        raise ConfigError("--backend chooses an exact search; --approximate is faiss already")
+    knn: dict[str, Any] = {}
+    if approximate or backend:
+        knn["method"] = approximate or KNN_METHOD_OF_BACKEND[backend or "torch"]
+    if threads is not None:
+        knn["threads"] = threads
+    return knn
+
+
+@click.command("evaluate")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--dataset",
+    help="Evaluate on this dataset instead of the run's test split: a layout "
+    "(market1501:PATH, lfw:PATH, cub200:PATH, cars196:PATH, sop:PATH, inshop:PATH), a manifest "
+    "CSV (its own protocol), or any dataset path (all of it).",
+)
+@click.option("--data-dir", help="Folder of the dataset's files (fashion-mnist).")
+@click.option("--query", help="Query set: layout spec, manifest, image folder or .npz.")
+@click.option("--gallery", help="Gallery set (same forms as --query).")
+@click.option("--rerank", is_flag=True, help="Also k-reciprocal re-ranking (Zhong et al. 2017).")
+@click.option("--k1", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--k2", default=6, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--lambda", "lambda_value", default=0.3, show_default=True, type=click.FloatRange(0, 1)
+)
+@click.option("--qe", type=click.Choice(["aqe", "alpha-qe"]), help="Also query expansion.")
+@click.option("--qe-n", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--qe-alpha", default=3.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--exact", is_flag=True, help="Exact kNN search (the default).")
+@click.option("--approximate", type=click.Choice(["ivf", "hnsw"]), help="faiss approximate kNN.")
+@click.option(
+    "--backend",
+    type=click.Choice(list(KNN_METHOD_OF_BACKEND)),
+    help="Exact kNN by torch (default) or by faiss (flat index).",
+)
+@click.option(
+    "--chunk-memory",
+    type=click.IntRange(min=1),
+    help="MiB of working memory of one chunk of query rows [default: 512].",
+)
+@click.option("--knn-threads", type=click.IntRange(min=1), help="Threads of the kNN search.")
+@click.option(
+    "--report/--no-report",
+    default=True,
+    show_default=True,
+    help="Protocol evaluations: write RUN/evaluation/report.{md,html}.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def evaluate_command(
+    run: str,
+    dataset: str | None,
+    data_dir: str | None,
+    query: str | None,
+    gallery: str | None,
+    exact: bool,
+    approximate: str | None,
+    backend: str | None,
+    chunk_memory: int | None,
+    knn_threads: int | None,
+    report: bool,
+    as_json: bool,
+    **post: Any,
+) -> None:
+    """Evaluate a trained RUN directory: its test split beside the raw-feature baseline, or a
+    dataset's own protocol (re-id, DML, LFW) with and without re-ranking / query expansion."""
+    from pathlib import Path
+
+    from tripletlab.pipeline.layouts import is_layout_dataset
+    from tripletlab.pipeline.protocols import PostProcessing
+
+    budget: dict[str, Any] = {}
+    if chunk_memory is not None:
+        budget["memory_budget_bytes"] = chunk_memory * MIB
+    options = PostProcessing(**budget, **post)
+    protocol = query is not None or gallery is not None or is_layout_dataset(dataset)
+    if not protocol and dataset is None:
+        protocol = is_layout_dataset(_run_dataset(run))
+    if protocol:
+        if approximate or backend:
+            raise ConfigError(
+                "a protocol's mAP / mINP need full exact rankings: --approximate and --backend "
+                "apply to the run's test-split evaluation"
+            )
+        from tripletlab.pipeline.protocol_run import evaluate_protocol
+
+        result = evaluate_protocol(
+            run,
+            dataset=dataset,
+            query=query,
+            gallery=gallery,
+            options=options,
+            report_dir=Path(run) / "evaluation" if report else None,
+        )
+        click.echo(json.dumps(result, indent=2)) if as_json else _print_protocol(result)
+        return
+    if options.asked:
+        raise ConfigError(
+            "--rerank and --qe need a protocol: a layout --dataset or --query/--gallery"
+        )
+    from tripletlab.pipeline.evaluation import evaluate_run
+
+    knn = _knn_flags(exact, approximate, backend, knn_threads) | budget
+    result = evaluate_run(run, dataset=dataset, data_dir=data_dir, **knn)
+    click.echo(json.dumps(result, indent=2)) if as_json else _print_plain(result)
