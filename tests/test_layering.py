@@ -54,7 +54,6 @@ LAYERS: dict[str, int] = {
     "commands": 5,
     "deploy": 5,
     "serve": 5,
-    "commands": 5,
 }
 ROOT_LAYER = 5
 

@@ -111,7 +111,7 @@ def embedding_metrics(
 
 def _trained_metrics(
     embeddings: Tensor, labels: Tensor, cfg: RunConfig, knn: dict[str, Any]
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """The full metrics of trained embeddings with the kNN search of ``knn``."""
     if not knn:
         return embedding_metrics(embeddings, labels, cfg, full=True)[0]
