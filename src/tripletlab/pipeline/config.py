@@ -24,18 +24,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tripletlab.errors import ConfigError
 from tripletlab.pipeline.registries import (
     LOSS_NAMES,
+    AugmentPreset,
     LossName,
     Metric,
-    ModelName,
+    MiningSchedule,
+    MonitorMode,
     OptimizerName,
+    PoolingName,
+    PrecisionName,
     RunReduction,
     SchedulerName,
     SplitName,
+    StreamMode,
 )
 
 if sys.version_info >= (3, 11):
@@ -45,6 +50,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = [
     "LOSSES",
+    "AugmentConfig",
     "DataConfig",
     "EvalConfig",
     "LossConfig",
@@ -82,27 +88,67 @@ class DataConfig(_Section):
     val_fraction: float = Field(0.1, ge=0, lt=1, description="of the training part")
     max_samples: int | None = Field(None, gt=0, description="use a seeded subset this large")
     label_column: str | None = Field(None, description="CSV label column (default: last)")
+    image_size: int | list[int] | None = Field(
+        None,
+        description="H or [H, W] the image backbone sees (default 224 for hf:/factory models); "
+        "with mlp/cnn on an image folder: the size images are resized to",
+    )
+    stream: StreamMode = Field(
+        "auto",
+        description="read an image folder lazily from disk: 'auto' (when the model is an "
+        "image backbone or the folder is large), 'yes', 'no' (decode into memory)",
+    )
+    on_unreadable: str = Field(
+        "skip", description="an unreadable file in an image folder: 'skip' (named) or 'error'"
+    )
 
 
 class ModelConfig(_Section):
     """The embedding network, chosen by name (``mlp`` for features, ``cnn`` for images)."""
 
-    name: ModelName = "mlp"
-    embedding_dim: int = Field(32, gt=0)
+    name: str = Field(
+        "mlp",
+        description="'mlp', 'cnn', 'hf:PATH_OR_NAME' (a local transformers vision model) or "
+        "'package.module:factory' (returns an nn.Module mapping images to features)",
+    )
+    embedding_dim: int = Field(32, gt=0, description="output width (projection for hf/factory)")
     hidden: list[int] = Field(default_factory=lambda: [256], description="MLP hidden widths")
     activation: str = "relu"
     dropout: float = Field(0.2, ge=0, lt=1, description="MLP dropout after each hidden layer")
-    normalize: bool = Field(True, description="L2-normalise the embeddings")
+    normalize: bool = Field(
+        True, description="L2-normalise the embeddings (default depends on loss.name)"
+    )
+    pretrained: bool | None = Field(
+        None, description="hf: models: load the weights (None: yes) or random init (false)"
+    )
+    pooling: PoolingName = Field("avg", description="head pooling: avg, gem, cls (ViT-like)")
+    bnneck: bool = Field(False, description="BNNeck (Luo et al. 2019) in the embedding head")
+    projection: bool = Field(
+        True, description="hf/factory: project the pooled features to embedding_dim"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from tripletlab.nn.backbones import parse_model_spec  # torch-free parse
+
+        parse_model_spec(value)
+        return value
 
 
 class LossConfig(_Section):
     """The metric-learning loss and its distance."""
 
     name: LossName = "batch-all"
-    margin: float = Field(0.2, ge=0)
-    metric: Metric = "sqeuclidean"
-    smoothing: float | None = Field(None, ge=0, description="μ of the smoothed hinge")
+    margin: float = Field(0.2, ge=0, description="default depends on loss.name")
+    metric: Metric = Field("sqeuclidean", description="default depends on loss.name")
+    smoothing: float | None = Field(
+        None, ge=0, description="μ of the smoothed hinge (default depends on loss.name)"
+    )
     reduction: RunReduction = "mean_active"
+    xbm_size: int | None = Field(
+        None, gt=0, description="cross-batch memory of this many embeddings (XBM); None: off"
+    )
 
 
 class OptimConfig(_Section):
@@ -116,6 +162,11 @@ class OptimConfig(_Section):
     step_size: int = Field(10, gt=0, description="epochs between decays (step scheduler)")
     gamma: float = Field(0.1, gt=0, le=1, description="decay factor (step scheduler)")
     grad_clip: float | None = Field(5.0, gt=0, description="max gradient norm; None: off")
+    warmup_epochs: int = Field(0, ge=0, description="linear warm-up from lr/10 over N epochs")
+    freeze_epochs: int = Field(0, ge=0, description="train only the head for N epochs")
+    backbone_lr_multiplier: float = Field(
+        1.0, gt=0, description="the backbone learns at lr × this (hf/factory models)"
+    )
 
 
 class TrainConfig(_Section):
@@ -127,12 +178,29 @@ class TrainConfig(_Section):
     steps_per_epoch: int | None = Field(
         None, gt=0, description="default: about one pass over the training set"
     )
-    device: str = "cpu"
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    precision: PrecisionName = Field("32", description="32, bf16 or 16-mixed")
+    workers: int = Field(0, ge=0, description="DataLoader worker processes (image decoding)")
+    accumulate_batches: int = Field(
+        1, ge=1, description="sum gradients of N P×K batches per optimiser step"
+    )
+    mining: MiningSchedule = Field(
+        "online", description="online (in the batch), offline (before each epoch), alternate"
+    )
+    stop_on_collapse: bool = Field(False, description="stop the run on a collapse alarm")
+    monitor: str = Field("map_at_r", description="validation metric for best.pt, or 'loss'")
+    monitor_mode: MonitorMode = Field("max", description="max or min ('min' for loss)")
+    patience: int | None = Field(
+        None, gt=0, description="stop after N validated epochs without improvement"
+    )
+    min_delta: float = Field(0.0, ge=0, description="the least change that counts")
     threads: int | None = Field(
         None, gt=0, description="torch CPU threads; default: 1 for the MLP, all for the CNN"
     )
     checkpoint_every: int = Field(1, gt=0, description="epochs between checkpoints")
-    progress: bool = Field(True, description="tqdm bars (only shown on a terminal)")
+    progress: bool = Field(
+        True, description="bars on a terminal, else one line per epoch on stderr"
+    )
     # A test hook: SIGKILL this process after so many optimiser steps, to test --resume
     # on a genuinely killed run.
     kill_after_steps: int | None = Field(None, gt=0)
@@ -147,6 +215,18 @@ class EvalConfig(_Section):
     batch_size: int = Field(1024, gt=0, description="for computing embeddings")
 
 
+class AugmentConfig(_Section):
+    """Train-time image augmentation (kornia); evaluation resizes and centre-crops."""
+
+    preset: AugmentPreset = Field("none", description="none, light (crop+flip), strong")
+    crop_scale: list[float] | None = Field(None, description="random resized crop scale")
+    flip_p: float | None = Field(None, ge=0, le=1, description="horizontal flip probability")
+    erasing_p: float | None = Field(None, ge=0, le=1, description="random erasing probability")
+    eval_crop_fraction: float | None = Field(
+        None, gt=0, le=1, description="centre crop fraction at evaluation (default 0.875)"
+    )
+
+
 class ReportConfig(_Section):
     """The report: report.md and PNG figures."""
 
@@ -156,23 +236,33 @@ class ReportConfig(_Section):
 
 
 class RunConfig(_Section):
-    """The whole run. ``out`` defaults to ``runs/<name>``."""
+    """The whole run. ``out`` defaults to ``runs/<name>``; ``name`` defaults to
+    ``<dataset>-<model>-<loss>-<timestamp>`` (a suffix when it exists)."""
 
-    name: str = "digits-mlp"
-    out: str | None = None
-    seed: int = 0
+    name: str | None = Field(None, description="run name (default: dataset-model-loss-time)")
+    out: str | None = Field(None, description="run directory (default: runs/<name>)")
+    seed: int = Field(0, description="seeds sampling, initialisation and splits")
     data: DataConfig = Field(default_factory=lambda: DataConfig())
     model: ModelConfig = Field(default_factory=lambda: ModelConfig())
     loss: LossConfig = Field(default_factory=lambda: LossConfig())
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig())
     train: TrainConfig = Field(default_factory=lambda: TrainConfig())
     eval: EvalConfig = Field(default_factory=lambda: EvalConfig())
+    augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig())
     report: ReportConfig = Field(default_factory=lambda: ReportConfig())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _loss_defaults(cls, values: Any) -> Any:
+        """Keys the user left unset take the measured defaults of ``loss.name``."""
+        from tripletlab.pipeline.loss_defaults import apply_loss_defaults
+
+        return apply_loss_defaults(values)
 
     @property
     def out_dir(self) -> Path:
-        """The run directory."""
-        return Path(self.out) if self.out else Path("runs") / self.name
+        """The run directory (``runs/<name>``; ``runs/run`` when unnamed)."""
+        return Path(self.out) if self.out else Path("runs") / (self.name or "run")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible nested dict (what is stored in checkpoints and ``config.json``)."""

@@ -29,8 +29,19 @@ from tripletlab.train.checkpoint import load_checkpoint
 __all__ = ["TrainedModel", "build_run_model", "embed_file", "embed_run", "load_run"]
 
 
-def build_run_model(cfg: RunConfig, in_shape: tuple[int, ...]) -> nn.Module:
-    """The (untrained) network of a run's config for samples of ``in_shape``."""
+def build_run_model(
+    cfg: RunConfig, in_shape: tuple[int, ...], *, streamed: bool = False
+) -> nn.Module:
+    """The (untrained) network of a run's config for samples of ``in_shape``.
+
+    ``streamed``: the run read an image folder lazily (or uses an ``hf:`` / factory
+    backbone): the model is an image :class:`~tripletlab.nn.heads.Embedder` built with
+    ``pretrained=False`` (its weights come from the checkpoint).
+    """
+    if streamed:
+        from tripletlab.pipeline.images import build_image_model
+
+        return build_image_model(cfg, in_shape, pretrained=False)[0]
     m = cfg.model
     return build_network(m.name, in_shape, m.embedding_dim, m.hidden, m.activation, m.dropout)
 
@@ -60,11 +71,11 @@ class TrainedModel:
     def load(cls, run_dir: str | Path) -> TrainedModel:
         """The trained model of ``run_dir`` (``final.pt``, else ``last.pt``)."""
         path = RunDir(run_dir).trained_checkpoint()
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, map_location="cpu")
         meta = state["config"]
         cfg = config_from_dict(meta["run"])
         in_shape = tuple(int(s) for s in meta["in_shape"])
-        model = build_run_model(cfg, in_shape)
+        model = build_run_model(cfg, in_shape, streamed=bool(meta.get("streamed", False)))
         model.load_state_dict(state["model"])
         model.eval()
         return cls(

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -37,11 +38,23 @@ from tripletlab.nn.loss_base import BatchLoss
 from tripletlab.pipeline.config import RunConfig, config_from_dict
 from tripletlab.pipeline.data import PreparedData, prepare_data
 from tripletlab.pipeline.evaluation import embedding_metrics
-from tripletlab.pipeline.factories import build_loss, build_optimizer, build_scheduler
+from tripletlab.pipeline.factories import build_loss
 from tripletlab.pipeline.run_dir import RunDir
+from tripletlab.pipeline.run_setup import (
+    claim_run,
+    make_collapse_detector,
+    make_optimizer,
+    make_progress,
+    make_stopper,
+    offline_trainer_options,
+    wrap_xbm,
+)
 from tripletlab.pipeline.trained import build_run_model
 from tripletlab.train.checkpoint import load_checkpoint
+from tripletlab.train.devices import resolve_device
 from tripletlab.train.distributed_training import DistributedContext, distributed_context
+from tripletlab.train.progress import Progress
+from tripletlab.train.run_status import RunStatus
 from tripletlab.train.trainer import Trainer, torch_threads
 
 __all__ = ["KEY_METRICS", "RunParts", "RunResult", "TestEvaluation", "run_training"]
@@ -88,6 +101,7 @@ class RunParts:
     loss: BatchLoss
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    backbone: nn.Module | None = None  # image runs: frozen / slower-learning part
 
 
 @dataclass
@@ -119,16 +133,33 @@ def _threads(cfg: RunConfig) -> int | None:
     return cfg.train.threads
 
 
+def _streamed(data: PreparedData) -> bool:
+    return not isinstance(data.x_train, torch.Tensor)
+
+
 def build(cfg: RunConfig, data: PreparedData) -> RunParts:
-    """The network, loss, optimiser and learning-rate schedule of the config."""
-    model = build_run_model(cfg, data.in_shape)
+    """The network, loss (with cross-batch memory when ``loss.xbm_size``), optimiser
+    (parameter groups for image backbones) and learning-rate schedule (with warm-up)."""
+    model = build_run_model(cfg, data.in_shape, streamed=_streamed(data))
     loss = build_loss(
         cfg.loss.name, cfg.loss.margin, cfg.loss.metric, cfg.loss.smoothing, cfg.loss.reduction
     )
-    o = cfg.optim
-    optimizer = build_optimizer(o.name, model.parameters(), o.lr, o.weight_decay, o.momentum)
-    scheduler = build_scheduler(o.scheduler, optimizer, cfg.train.epochs, o.step_size, o.gamma)
-    return RunParts(model, loss, optimizer, scheduler)
+    loss = wrap_xbm(cfg, loss, _embedding_width(model, data))
+    backbone = getattr(model, "backbone", None) if _streamed(data) else None
+    optimizer, scheduler = make_optimizer(cfg, model, backbone)
+    return RunParts(model, loss, optimizer, scheduler, backbone)
+
+
+def _embedding_width(model: nn.Module, data: PreparedData) -> int:
+    head = getattr(model, "head", None)
+    if head is not None and hasattr(head, "out_dim"):
+        return int(head.out_dim)
+    with torch.no_grad():
+        was = model.training
+        model.eval()
+        width = int(model(torch.zeros(2, *data.in_shape)).shape[1])
+        model.train(was)
+    return width
 
 
 def _checkpoint_meta(cfg: RunConfig, data: PreparedData) -> dict[str, Any]:
@@ -139,6 +170,7 @@ def _checkpoint_meta(cfg: RunConfig, data: PreparedData) -> dict[str, Any]:
         "input_mean": data.input_mean,
         "input_std": data.input_std,
         "class_names": data.class_names,
+        "streamed": _streamed(data),
     }
 
 
@@ -149,6 +181,8 @@ def fit(
     parts: RunParts,
     dctx: DistributedContext,
     resume: bool,
+    progress: Progress | None = None,
+    device: torch.device | None = None,
 ) -> tuple[Trainer, float]:
     """Train (or continue training) the parts; returns the trainer and the training time."""
 
@@ -159,15 +193,16 @@ def fit(
         return embedding_metrics(embeddings, data.y_val, cfg, full=False)[0]
 
     logger = run.logger() if dctx.is_main else None
+    trainer_class, options, inputs = _trainer_choice(cfg, data, parts, dctx)
     try:
-        trainer = dctx.trainer_class(
+        trainer = trainer_class(
             parts.model,
             parts.loss,
             parts.optimizer,
             scheduler=parts.scheduler,
             normalize=cfg.model.normalize,
             grad_clip=cfg.optim.grad_clip,
-            device=cfg.train.device,
+            device=device if device is not None else resolve_device(cfg.train.device),
             logger=logger,
             validate=validate if dctx.is_main else None,
             validate_every=cfg.eval.validate_every,
@@ -175,13 +210,14 @@ def fit(
             checkpoint_every=cfg.train.checkpoint_every,
             config=_checkpoint_meta(cfg, data),
             seed=cfg.seed,
-            progress=cfg.train.progress,
+            progress=progress if progress is not None else make_progress(cfg, dctx.is_main),
             kill_after_steps=cfg.train.kill_after_steps,
+            **options,
         )
         started = time.perf_counter()
         t = cfg.train
         trainer.fit(
-            data.x_train,
+            inputs,
             data.y_train,
             epochs=t.epochs,
             p=t.p,
@@ -193,6 +229,44 @@ def fit(
     finally:
         if logger is not None:
             logger.close()
+
+
+def _trainer_choice(
+    cfg: RunConfig, data: PreparedData, parts: RunParts, dctx: DistributedContext
+) -> tuple[type[Trainer], dict[str, Any], Any]:
+    """The trainer class, its issue-11/12 options and the training inputs."""
+    t = cfg.train
+    options: dict[str, Any] = {
+        "precision": t.precision,
+        "accumulate_batches": t.accumulate_batches,
+        "workers": t.workers,
+        "collapse": make_collapse_detector(cfg, parts.loss),
+        "stopper": make_stopper(cfg),
+    }
+    if parts.backbone is not None and cfg.optim.freeze_epochs:
+        from tripletlab.train.finetune import FreezeBackbone
+
+        options["epoch_start_hooks"] = [FreezeBackbone(parts.backbone, cfg.optim.freeze_epochs)]
+    if t.mining == "online":
+        return dctx.trainer_class, options, data.x_train
+    if dctx.enabled:
+        raise ConfigError(f"train.mining = {t.mining!r} is not available under torchrun")
+    from tripletlab.train.offline_mining import OfflineMiningTrainer
+    from tripletlab.train.streaming import LazyInputs
+
+    inputs = data.x_train if not _streamed(data) else LazyInputs(data.x_train)  # type: ignore[arg-type]
+    return OfflineMiningTrainer, options | offline_trainer_options(cfg), inputs
+
+
+def _load_best(trainer: Trainer, run: RunDir) -> int | None:
+    """Put the best validated epoch's weights (``best.pt``) into the trainer's model;
+    returns that epoch (None when the run has no best checkpoint)."""
+    path = run.checkpoints_dir / Trainer.BEST_CHECKPOINT
+    if not path.is_file():
+        return None
+    state = load_checkpoint(path, map_location=trainer.device)
+    trainer.model.load_state_dict(state["model"])
+    return int(state["epoch"])
 
 
 def evaluate_test(cfg: RunConfig, data: PreparedData, trainer: Trainer) -> TestEvaluation:
@@ -261,43 +335,102 @@ def write_outputs(
     )
 
 
-def run_training(cfg: RunConfig, resume: bool = False) -> RunResult:
+def _outcome(trainer: Trainer, best_epoch: int | None) -> dict[str, Any]:
+    """What training did beyond its metrics: best epoch, early stop, collapse alarm."""
+    history = trainer.history
+    alarms = [h["collapse"] for h in history if "collapse" in h]
+    stopper = getattr(trainer, "stopper", None)
+    return {
+        "best_epoch": best_epoch,
+        "best_value": None if stopper is None else stopper.best_value,
+        "monitor": None if stopper is None else stopper.monitor,
+        "evaluated_checkpoint": Trainer.BEST_CHECKPOINT if best_epoch else "final",
+        "stopped_early": bool(history and history[-1].get("early_stop")),
+        "collapse": alarms[0] if alarms else None,
+    }
+
+
+def run_training(
+    cfg: RunConfig,
+    resume: bool = False,
+    *,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> RunResult:
     """Train, evaluate against the raw-feature baseline and write the report.
 
     Args:
         cfg: the resolved run configuration.
         resume: continue from the run directory's last checkpoint (ConfigError if missing).
+        overwrite: replace an existing run in the directory (otherwise RunExistsError).
+        progress: where phases and epochs are shown (default: stderr, see
+            :func:`~tripletlab.pipeline.run_setup.make_progress`).
 
     Returns:
         A :class:`RunResult` with the test metrics, the baseline and the report path.
     """
+    from tripletlab.pipeline.provenance import provenance
+
     started = time.perf_counter()
+    device = resolve_device(cfg.train.device)  # first: a missing GPU is one line, at once
     dctx = distributed_context()
-    run = RunDir(cfg.out_dir)
+    progress = progress if progress is not None else make_progress(cfg, dctx.is_main)
+    path = claim_run(cfg, resume=resume, overwrite=overwrite) if dctx.is_main else cfg.out_dir
+    run = RunDir(path)
     if resume:
         cfg = _resumed_config(cfg, run)
+    if cfg.name is None:
+        cfg = cfg.model_copy(update={"name": run.path.name})
     run.create()
-    if dctx.is_main:
-        run.write_config(cfg.to_dict())
-    with torch_threads(_threads(cfg)):
-        torch.manual_seed(cfg.seed)
-        data = prepare_data(cfg)
-        trainer, train_seconds = fit(cfg, run, data, build(cfg, data), dctx, resume)
-        if not dctx.is_main:  # the other ranks are done; rank 0 evaluates and reports
-            dctx.close()
-            seconds = time.perf_counter() - started
-            return RunResult(
-                run.path, {}, {}, trainer.history, None, seconds,
-                data.dataset, len(data.y_test), rank=dctx.rank,
-            )  # fmt: skip
-        test = evaluate_test(cfg, data, trainer)
-        summary = _summary(cfg, data, trainer, test, train_seconds)
-        report_path = write_outputs(cfg, run, data, trainer, test, summary)
-    seconds = time.perf_counter() - started
-    summary["total_seconds"] = seconds
-    run.write_metrics(summary)
+    with RunStatus(run.path) if dctx.is_main else contextlib.nullcontext() as status:
+        if dctx.is_main:
+            run.write_config(cfg.to_dict())
+        with torch_threads(_threads(cfg)):
+            torch.manual_seed(cfg.seed)
+            progress.phase("loading", cfg.data.dataset)
+            data = _prepare(cfg)
+            world = f", world size {dctx.world_size}" if dctx.enabled else ""
+            progress.phase(
+                "training", f"{cfg.train.epochs} epochs, P×K = {cfg.train.p}×{cfg.train.k}{world}"
+            )
+            trainer, train_seconds = fit(
+                cfg, run, data, build(cfg, data), dctx, resume, progress, device
+            )
+            if not dctx.is_main:  # the other ranks are done; rank 0 evaluates and reports
+                dctx.close()
+                seconds = time.perf_counter() - started
+                return RunResult(
+                    run.path, {}, {}, trainer.history, None, seconds,
+                    data.dataset, len(data.y_test), rank=dctx.rank,
+                )  # fmt: skip
+            best_epoch = _load_best(trainer, run)
+            progress.phase("evaluating", "test split + raw baseline")
+            test = evaluate_test(cfg, data, trainer)
+            summary = _summary(cfg, data, trainer, test, train_seconds) | _outcome(
+                trainer, best_epoch
+            )
+            summary["provenance"] = provenance(
+                cfg,
+                world_size=dctx.world_size if dctx.enabled else 1,
+                verification_threshold=test.metrics.get("verification_threshold"),
+            )
+            progress.phase("writing the report", str(run.path))
+            report_path = write_outputs(cfg, run, data, trainer, test, summary)
+        seconds = time.perf_counter() - started
+        summary["total_seconds"] = seconds
+        summary["provenance"]["wall_seconds"] = seconds
+        run.write_metrics(summary)
+        if status is not None:
+            status.update(best_epoch=best_epoch, collapse=summary["collapse"])
     dctx.close()
     return RunResult(
         run.path, test.metrics, test.baseline, trainer.history, report_path, seconds,
         data.dataset, len(data.y_test), summary=summary,
     )  # fmt: skip
+
+
+def _prepare(cfg: RunConfig) -> PreparedData:
+    """In-memory tensors, or datasets that stream (:mod:`~tripletlab.pipeline.images`)."""
+    from tripletlab.pipeline.images import prepare_stream, should_stream
+
+    return prepare_stream(cfg) if should_stream(cfg) else prepare_data(cfg)
