@@ -51,6 +51,7 @@ LAYERS: dict[str, int] = {
     "pipeline": 4,
     "estimator": 4,
     "cli": 5,
+    "commands": 5,
     "deploy": 5,
     "serve": 5,
 }

@@ -217,3 +217,19 @@ def build_image_model(
 def backbone_of(model: nn.Module) -> nn.Module | None:
     """The backbone of an :class:`Embedder` (None for the plain networks)."""
     return model.backbone if isinstance(model, Embedder) else None
+
+
+@torch.no_grad()
+def embed_stream(
+    model: nn.Module, dataset: ImageFileDataset, batch_size: int, *, normalize: bool, workers: int
+) -> Tensor:
+    """Embeddings (N, D) on the CPU of a streamed dataset, read by a DataLoader in eval mode
+    (what ``evaluate`` computes for a streamed run's test split)."""
+    from tripletlab.nn.embedding import l2_normalize
+
+    model.eval()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    device = next(model.parameters()).device
+    chunks = [model(images.to(device)).float().cpu() for images, _ in loader]
+    out = torch.cat(chunks) if chunks else torch.empty(0, 0)
+    return l2_normalize(out) if normalize else out

@@ -25,6 +25,7 @@ from tripletlab.pipeline.data import read_input
 from tripletlab.pipeline.factories import build_network
 from tripletlab.pipeline.run_dir import RunDir
 from tripletlab.train.checkpoint import load_checkpoint
+from tripletlab.train.run_status import require_completed
 
 __all__ = ["TrainedModel", "build_run_model", "embed_file", "embed_run", "load_run"]
 
@@ -70,6 +71,7 @@ class TrainedModel:
     @classmethod
     def load(cls, run_dir: str | Path) -> TrainedModel:
         """The trained model of ``run_dir`` (``final.pt``, else ``last.pt``)."""
+        require_completed(run_dir)  # a failed or killed run: one line, not a stale model
         path = RunDir(run_dir).trained_checkpoint()
         state = load_checkpoint(path, map_location="cpu")
         meta = state["config"]
