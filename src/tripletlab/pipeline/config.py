@@ -113,7 +113,7 @@ class ModelConfig(_Section):
     )
     embedding_dim: int = Field(32, gt=0, description="output width (projection for hf/factory)")
     hidden: list[int] = Field(default_factory=lambda: [256], description="MLP hidden widths")
-    activation: str = "relu"
+    activation: str = Field("relu", description="activation of the built-in mlp/cnn")
     dropout: float = Field(0.2, ge=0, lt=1, description="MLP dropout after each hidden layer")
     normalize: bool = Field(
         True, description="L2-normalise the embeddings (default depends on loss.name)"
@@ -139,13 +139,15 @@ class ModelConfig(_Section):
 class LossConfig(_Section):
     """The metric-learning loss and its distance."""
 
-    name: LossName = "batch-all"
+    name: LossName = Field("batch-all", description="batch-all, batch-hard, semi-hard, contrastive")
     margin: float = Field(0.2, ge=0, description="default depends on loss.name")
     metric: Metric = Field("sqeuclidean", description="default depends on loss.name")
     smoothing: float | None = Field(
         None, ge=0, description="μ of the smoothed hinge (default depends on loss.name)"
     )
-    reduction: RunReduction = "mean_active"
+    reduction: RunReduction = Field(
+        "mean_active", description="mean (all valid), mean_active (loss > 0), sum"
+    )
     xbm_size: int | None = Field(
         None, gt=0, description="cross-batch memory of this many embeddings (XBM); None: off"
     )
@@ -154,11 +156,11 @@ class LossConfig(_Section):
 class OptimConfig(_Section):
     """Optimiser, learning-rate schedule and gradient clipping."""
 
-    name: OptimizerName = "adam"
-    lr: float = Field(3e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    name: OptimizerName = Field("adam", description="sgd, adam, adamw")
+    lr: float = Field(3e-3, gt=0, description="learning rate (of the head for image backbones)")
+    weight_decay: float = Field(0.0, ge=0, description="not applied to norms and biases")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
-    scheduler: SchedulerName = "cosine"
+    scheduler: SchedulerName = Field("cosine", description="per-epoch schedule: none, cosine, step")
     step_size: int = Field(10, gt=0, description="epochs between decays (step scheduler)")
     gamma: float = Field(0.1, gt=0, le=1, description="decay factor (step scheduler)")
     grad_clip: float | None = Field(5.0, gt=0, description="max gradient norm; None: off")
@@ -172,7 +174,7 @@ class OptimConfig(_Section):
 class TrainConfig(_Section):
     """The training loop: epochs, P×K batches, checkpoints, determinism."""
 
-    epochs: int = Field(30, gt=0)
+    epochs: int = Field(30, gt=0, description="training epochs")
     p: int = Field(10, ge=2, description="classes per batch")
     k: int = Field(8, ge=2, description="samples per class in a batch")
     steps_per_epoch: int | None = Field(
@@ -203,15 +205,19 @@ class TrainConfig(_Section):
     )
     # A test hook: SIGKILL this process after so many optimiser steps, to test --resume
     # on a genuinely killed run.
-    kill_after_steps: int | None = Field(None, gt=0)
+    kill_after_steps: int | None = Field(
+        None, gt=0, description="test hook: SIGKILL after N steps (resume tests)"
+    )
 
 
 class EvalConfig(_Section):
     """Evaluation: retrieval metrics each epoch on the validation split, all at the end."""
 
-    recall_at: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
-    knn_k: int = Field(5, gt=0)
-    validate_every: int = Field(1, gt=0)
+    recall_at: list[int] = Field(
+        default_factory=lambda: [1, 2, 4, 8], description="k of the Recall@k metrics"
+    )
+    knn_k: int = Field(5, gt=0, description="neighbours of the kNN accuracy")
+    validate_every: int = Field(1, gt=0, description="epochs between validations")
     batch_size: int = Field(1024, gt=0, description="for computing embeddings")
 
 
@@ -230,9 +236,9 @@ class AugmentConfig(_Section):
 class ReportConfig(_Section):
     """The report: report.md and PNG figures."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="write report.md and its figures")
     tsne: bool = Field(True, description="also a t-SNE scatter when the test set is small")
-    tsne_max_points: int = Field(2000, gt=0)
+    tsne_max_points: int = Field(2000, gt=0, description="the largest test set drawn by t-SNE")
 
 
 class RunConfig(_Section):

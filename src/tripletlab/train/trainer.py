@@ -236,8 +236,15 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         try:
-            loader = self._loader(inputs, batch_size=batch_size)
-            chunks = [self._forward(x).cpu() for x, _ in device_batches(loader, self.device)]
+            if not isinstance(inputs, Dataset):  # LazyInputs: read chunk by chunk in-process
+                n = len(inputs)  # type: ignore[arg-type]
+                chunks = [
+                    self._forward(inputs[i : i + batch_size].to(self.device)).cpu()
+                    for i in range(0, n, batch_size)
+                ]
+            else:
+                loader = self._loader(inputs, batch_size=batch_size)
+                chunks = [self._forward(x).cpu() for x, _ in device_batches(loader, self.device)]
         finally:
             self.model.train(was_training)
         if not chunks:
@@ -373,7 +380,7 @@ class Trainer:
             np.random.seed(self.seed % 2**32)  # noqa: NPY002 - seeds the global RNG user code may use
             if self.logger is not None:
                 self.logger.reset()
-        if isinstance(inputs, Tensor):
+        if not isinstance(inputs, Dataset):  # a tensor, or tensor-like LazyInputs
             inputs = inputs.to(self.device)
         labels = labels.to(self.device)
         sampler = sampler if sampler is not None else make_pk_sampler(labels, p, k, self.seed)
@@ -391,7 +398,7 @@ class Trainer:
     def _batches(
         self, inputs: Tensor | Dataset, labels: Tensor, sampler: Any
     ) -> Iterator[tuple[Tensor, Tensor]]:
-        if isinstance(inputs, Tensor):
+        if not isinstance(inputs, Dataset):  # a tensor, or tensor-like LazyInputs
             for batch in sampler:
                 index = torch.as_tensor(batch, device=self.device)
                 yield inputs[index], labels[index]
