@@ -199,9 +199,11 @@ def build_image_model(
         backbone = build_backbone(spec, (3, *size), builtin_dim=m.embedding_dim, **options)
     else:
         backbone = build_backbone(spec, (3, *size))
+    if backbone.feature_kind is None or backbone.feature_dim is None:  # build_backbone probes
+        raise ConfigError(f"model {cfg.model.name}: its output could not be probed")
     head = EmbeddingHead(
-        str(backbone.feature_kind),
-        int(backbone.feature_dim),
+        backbone.feature_kind,
+        backbone.feature_dim,
         pooling=m.pooling,
         embedding_dim=None if builtin or not m.projection else m.embedding_dim,
         bnneck=m.bnneck,

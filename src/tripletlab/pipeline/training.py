@@ -54,7 +54,7 @@ from tripletlab.train.checkpoint import load_checkpoint
 from tripletlab.train.devices import resolve_device
 from tripletlab.train.distributed_training import DistributedContext, distributed_context
 from tripletlab.train.progress import Progress
-from tripletlab.train.run_status import RunStatus
+from tripletlab.train.run_status import RunStatus, read_status
 from tripletlab.train.trainer import Trainer, torch_threads
 
 __all__ = ["KEY_METRICS", "RunParts", "RunResult", "TestEvaluation", "run_training"]
@@ -379,6 +379,9 @@ def run_training(
     run = RunDir(path)
     if resume:
         cfg = _resumed_config(cfg, run)
+        state = read_status(run.path).get("state")
+        if state in ("failed", "killed"):
+            progress.warn(f"{run.path} {state} before; resuming from its last checkpoint")
     if cfg.name is None:
         cfg = cfg.model_copy(update={"name": run.path.name})
     run.create()
