@@ -375,6 +375,8 @@ def run_training(
     device = resolve_device(cfg.train.device)  # first: a missing GPU is one line, at once
     dctx = distributed_context()
     progress = progress if progress is not None else make_progress(cfg, dctx.is_main)
+    if dctx.enabled and not (cfg.out or cfg.name):  # every rank must agree on the directory
+        raise ConfigError("under torchrun give the run a directory: --out RUN_DIR or --name")
     path = claim_run(cfg, resume=resume, overwrite=overwrite) if dctx.is_main else cfg.out_dir
     run = RunDir(path)
     if resume:
