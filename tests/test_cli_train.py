@@ -172,7 +172,7 @@ def test_bad_data_and_flags_exit_2_in_process(tmp_path: Path, monkeypatch) -> No
     assert "Traceback" not in missing.output
     resume = runner.invoke(main, ["train", "--out", "nothing-here", "--resume"])
     assert resume.exit_code == 2
-    assert "no checkpoint" in resume.output
+    assert "no run in" in resume.output
     not_a_run = runner.invoke(main, ["evaluate", str(tmp_path)])
     assert not_a_run.exit_code == 2
     assert "no checkpoint" in not_a_run.output

@@ -124,6 +124,6 @@ def test_report_without_tsne_or_roc(tmp_path: Path) -> None:
     )
     text = path.read_text()
     assert "embedding_pca.png" in text
-    assert "tsne" not in text and "roc.png" not in text
+    assert "embedding_tsne.png" not in text and "roc.png" not in text
     assert not (tmp_path / "embedding_tsne.png").exists()
     assert _is_png(tmp_path / "training.png")  # empty logs still draw (empty) panels

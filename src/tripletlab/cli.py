@@ -23,6 +23,8 @@ from typing import Any
 
 import click
 
+from tripletlab.commands.config import config_command
+from tripletlab.commands.train_options import extra_overrides, extra_train_options
 from tripletlab.errors import TripletlabError
 from tripletlab.pipeline import registries
 from tripletlab.pipeline.config import RunConfig
@@ -131,7 +133,7 @@ def _number(value: float | None) -> str:
 )
 @_train_option("--split", "Test split protocol.", type=click.Choice(registries.SPLIT_NAMES))
 @click.option("--max-samples", type=int, help="Use a seeded stratified subset of this size.")
-@_train_option("--model", "Network.", type=click.Choice(registries.MODEL_NAMES))
+@_train_option("--model", "Network: mlp, cnn, hf:PATH_OR_NAME, package.module:factory.")
 @_train_option("--loss", "Loss.", type=click.Choice(registries.LOSS_NAMES))
 @_train_option("--metric", "Distance of the loss.", type=click.Choice(registries.METRIC_NAMES))
 @_train_option("--margin", "Loss margin.", type=float)
@@ -146,6 +148,8 @@ def _number(value: float | None) -> str:
 @_train_option("--seed", "Seed of everything (same seed, same numbers).", type=int)
 @_train_option("--name", "Run name; the run goes to runs/NAME.")
 @click.option("--out", help="Run directory (overrides runs/NAME).")
+@extra_train_options
+@click.option("--overwrite", is_flag=True, help="Replace the run already in the run directory.")
 @click.option(
     "--resume",
     is_flag=True,
@@ -158,19 +162,24 @@ def _number(value: float | None) -> str:
     is_flag=True,
     help="With --resume: allow a larger --epochs than the run started with.",
 )
-def train_command(config_path: str | None, resume: bool, extend: bool, **flags: Any) -> None:
+def train_command(
+    config_path: str | None, resume: bool, extend: bool, overwrite: bool, **flags: Any
+) -> None:
     """Train an embedding, evaluate it against the raw-feature baseline, write a report.
 
     With no options: the bundled digits data, an MLP, batch-all triplet loss on P×K
-    batches; the run directory is runs/digits-mlp/.
+    batches; the run directory is runs/<dataset>-<model>-<loss>-<time>/ (never an
+    existing run's: that one is continued only with --resume, replaced with --overwrite).
     """
     from tripletlab.pipeline.config import load_config
     from tripletlab.pipeline.training import run_training
 
     if extend and not resume:
         raise click.UsageError("--extend only applies with --resume")
-    overrides = {_TRAIN_FLAGS[k]: v for k, v in flags.items()}
-    result = run_training(load_config(config_path, overrides), resume=resume, extend=extend)
+    extra = extra_overrides(flags)  # checks --device first
+    overrides = {_TRAIN_FLAGS[k]: v for k, v in flags.items()} | extra
+    cfg = load_config(config_path, overrides)
+    result = run_training(cfg, resume=resume, extend=extend, overwrite=overwrite)
     if result.rank != 0:  # under torchrun, rank 0 prints the results
         return
     _print_metrics(
@@ -332,6 +341,7 @@ main.add_command(compare_command)
 main.add_command(lab_group)
 main.add_command(export_command)
 main.add_command(serve_command)
+main.add_command(config_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

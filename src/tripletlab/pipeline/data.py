@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from tripletlab.data import EmbeddingDataset, load_dataset, split_indices, stratified_split
 from tripletlab.errors import DataError
@@ -30,6 +31,7 @@ __all__ = [
     "prepare_data",
     "read_input",
     "read_samples",
+    "split_for",
 ]
 
 #: Files read as one image by :func:`read_samples`.
@@ -40,13 +42,14 @@ IMAGE_SUFFIXES = frozenset(
 
 @dataclass
 class PreparedData:
-    """The splits of one dataset as tensors, plus what the model needs to know."""
+    """The splits of one dataset as tensors (or, for an image folder that streams, datasets
+    read lazily: :mod:`tripletlab.pipeline.images`), plus what the model needs to know."""
 
-    x_train: Tensor
+    x_train: Tensor | Dataset
     y_train: Tensor
-    x_val: Tensor
+    x_val: Tensor | Dataset
     y_val: Tensor
-    x_test: Tensor
+    x_test: Tensor | Dataset
     y_test: Tensor
     in_shape: tuple[int, ...]
     class_names: list[str]
@@ -93,6 +96,13 @@ def _split(
         inner = stratified_split(labels[train], cfg.data.val_fraction, cfg.seed + 1)
         train, val = train[inner.train], train[inner.test]
     return train, val, test
+
+
+def split_for(
+    cfg: RunConfig, labels: Tensor, official: Tensor | None, name: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Train, validation and test indices of ``labels`` under the configured protocol."""
+    return _split(cfg, labels, official, name)
 
 
 def prepare_data(cfg: RunConfig) -> PreparedData:

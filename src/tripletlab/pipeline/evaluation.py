@@ -145,6 +145,22 @@ def evaluate_run(
     """
     trained = TrainedModel.load(run_dir)
     cfg = trained.cfg
+    if dataset is None and trained.meta.get("streamed"):
+        from tripletlab.pipeline.images import embed_stream, prepare_stream
+
+        streamed = prepare_stream(cfg)  # the run's own streamed test split
+        test_set: Any = streamed.x_test
+        embedded = embed_stream(
+            trained.model, test_set, cfg.eval.batch_size,
+            normalize=cfg.model.normalize, workers=cfg.train.workers,
+        )  # fmt: skip
+        labels, name = streamed.y_test, streamed.dataset
+        return {
+            "dataset": name,
+            "n": len(labels),
+            "metrics": embedding_metrics(embedded, labels, cfg, full=True)[0],
+            "baseline": embedding_metrics(streamed.raw_test, labels, cfg, full=True, raw=True)[0],
+        }
     if dataset is None:
         data = prepare_data(cfg)
         raw, labels, name = data.raw_test.numpy(), data.y_test, data.dataset

@@ -21,22 +21,32 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 __all__ = [
+    "AUGMENT_PRESETS",
     "BACKEND_NAMES",
     "LOSS_NAMES",
     "METRIC_NAMES",
+    "MINING_SCHEDULES",
     "MODEL_NAMES",
     "OPTIMIZER_NAMES",
+    "POOLING_NAMES",
+    "PRECISION_NAMES",
     "REDUCTION_NAMES",
     "SCHEDULER_NAMES",
     "SPLIT_NAMES",
+    "AugmentPreset",
     "BackendName",
     "LossName",
     "Metric",
+    "MiningSchedule",
     "ModelName",
+    "MonitorMode",
     "OptimizerName",
+    "PoolingName",
+    "PrecisionName",
     "RunReduction",
     "SchedulerName",
     "SplitName",
+    "StreamMode",
 ]
 
 LossName = Literal["batch-all", "batch-hard", "semi-hard", "contrastive"]
@@ -66,3 +76,20 @@ MODEL_NAMES: tuple[ModelName, ...] = get_args(ModelName)
 
 SplitName = Literal["stratified", "held-out-classes", "official"]
 SPLIT_NAMES: tuple[SplitName, ...] = get_args(SplitName)
+
+#: ``data.stream``: read an image folder lazily ("auto": for image backbones or large folders).
+StreamMode = Literal["auto", "yes", "no"]
+#: ``augment.preset`` (``--augment``): the presets of :mod:`tripletlab.data.augment`.
+AugmentPreset = Literal["none", "light", "strong"]
+AUGMENT_PRESETS: tuple[AugmentPreset, ...] = get_args(AugmentPreset)
+#: ``model.pooling``: the embedding head's pooling (:class:`tripletlab.nn.heads.EmbeddingHead`).
+PoolingName = Literal["avg", "gem", "cls"]
+POOLING_NAMES: tuple[PoolingName, ...] = get_args(PoolingName)
+#: ``train.precision`` (``--precision``): see :func:`tripletlab.train.devices.resolve_precision`.
+PrecisionName = Literal["32", "bf16", "16-mixed"]
+PRECISION_NAMES: tuple[PrecisionName, ...] = get_args(PrecisionName)
+#: ``train.mining``: online (in the batch), offline (mined before each epoch), alternate.
+MiningSchedule = Literal["online", "offline", "alternate"]
+MINING_SCHEDULES: tuple[MiningSchedule, ...] = get_args(MiningSchedule)
+#: ``train.monitor_mode``: whether a larger or smaller monitored value is better.
+MonitorMode = Literal["max", "min"]

@@ -106,12 +106,14 @@ class RunDir:
         return self.checkpoints_dir / Trainer.LAST_CHECKPOINT
 
     def trained_checkpoint(self) -> Path:
-        """The checkpoint of the trained model: ``final.pt``, else ``last.pt``.
+        """The checkpoint of the trained model: ``best.pt`` (the best validated epoch, when
+        the run tracked one), else ``final.pt``, else ``last.pt``.
 
         Raises:
             FileNotFoundError: neither exists (not a run directory).
         """
-        for name in (Trainer.FINAL_CHECKPOINT, Trainer.LAST_CHECKPOINT):
+        names = (Trainer.BEST_CHECKPOINT, Trainer.FINAL_CHECKPOINT, Trainer.LAST_CHECKPOINT)
+        for name in names:
             path = self.checkpoints_dir / name
             if path.is_file():
                 return path

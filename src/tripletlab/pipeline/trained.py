@@ -26,12 +26,24 @@ from tripletlab.pipeline.data import read_input
 from tripletlab.pipeline.factories import build_network
 from tripletlab.pipeline.run_dir import RunDir
 from tripletlab.train.checkpoint import CheckpointError, check_fits, load_checkpoint
+from tripletlab.train.run_status import require_completed
 
 __all__ = ["TrainedModel", "build_run_model", "embed_file", "embed_run", "load_run"]
 
 
-def build_run_model(cfg: RunConfig, in_shape: tuple[int, ...]) -> nn.Module:
-    """The (untrained) network of a run's config for samples of ``in_shape``."""
+def build_run_model(
+    cfg: RunConfig, in_shape: tuple[int, ...], *, streamed: bool = False
+) -> nn.Module:
+    """The (untrained) network of a run's config for samples of ``in_shape``.
+
+    ``streamed``: the run read an image folder lazily (or uses an ``hf:`` / factory
+    backbone): the model is an image :class:`~tripletlab.nn.heads.Embedder` built with
+    ``pretrained=False`` (its weights come from the checkpoint).
+    """
+    if streamed:
+        from tripletlab.pipeline.images import build_image_model
+
+        return build_image_model(cfg, in_shape, pretrained=False)[0]
     m = cfg.model
     return build_network(m.name, in_shape, m.embedding_dim, m.hidden, m.activation, m.dropout)
 
@@ -60,8 +72,9 @@ class TrainedModel:
     @classmethod
     def load(cls, run_dir: str | Path) -> TrainedModel:
         """The trained model of ``run_dir`` (``final.pt``, else ``last.pt``)."""
+        require_completed(run_dir)  # a failed or killed run: one line, not a stale model
         path = RunDir(run_dir).trained_checkpoint()
-        state = load_checkpoint(path, required=("model", "config"))
+        state = load_checkpoint(path, map_location="cpu", required=("model", "config"))
         meta = state["config"]
         if not isinstance(meta, dict) or not isinstance(meta.get("run"), dict):
             raise CheckpointError(f"checkpoint {path} holds no run configuration")
@@ -69,7 +82,7 @@ class TrainedModel:
 
         def restore() -> TrainedModel:
             in_shape = tuple(int(s) for s in meta["in_shape"])
-            model = build_run_model(cfg, in_shape)
+            model = build_run_model(cfg, in_shape, streamed=bool(meta.get("streamed", False)))
             model.load_state_dict(state["model"])
             mean, std = float(meta["input_mean"]), float(meta["input_std"])
             return cls(model.eval(), cfg, in_shape, mean, std, meta, path)

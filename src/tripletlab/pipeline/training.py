@@ -39,9 +39,9 @@ from tripletlab.errors import ConfigError
 from tripletlab.nn.loss_base import BatchLoss
 from tripletlab.pipeline.config import RunConfig
 from tripletlab.pipeline.data import PreparedData, prepare_data
-from tripletlab.pipeline.devices import check_threads, resolve_device
+from tripletlab.pipeline.devices import check_threads
 from tripletlab.pipeline.evaluation import embedding_metrics, unavailable_metrics
-from tripletlab.pipeline.factories import build_loss, build_optimizer, build_scheduler
+from tripletlab.pipeline.factories import build_loss
 from tripletlab.pipeline.interrupts import InterruptGuard
 from tripletlab.pipeline.memory import (
     available_memory,
@@ -49,12 +49,25 @@ from tripletlab.pipeline.memory import (
     estimate_run_memory,
     parameter_count,
 )
+from tripletlab.pipeline.provenance import provenance
 from tripletlab.pipeline.resume import check_same_data, data_fingerprint, resumed_config
 from tripletlab.pipeline.run_dir import RunDir
 from tripletlab.pipeline.run_lock import RunLock
+from tripletlab.pipeline.run_setup import (
+    claim_run,
+    make_collapse_detector,
+    make_optimizer,
+    make_progress,
+    make_stopper,
+    offline_trainer_options,
+    wrap_xbm,
+)
 from tripletlab.pipeline.trained import build_run_model
 from tripletlab.train.checkpoint import load_checkpoint
+from tripletlab.train.devices import resolve_device
 from tripletlab.train.distributed_training import DistributedContext, distributed_context
+from tripletlab.train.progress import Progress
+from tripletlab.train.run_status import RunStatus, read_status
 from tripletlab.train.trainer import Trainer, torch_threads
 
 __all__ = ["KEY_METRICS", "RunParts", "RunResult", "TestEvaluation", "run_training"]
@@ -101,6 +114,7 @@ class RunParts:
     loss: BatchLoss
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    backbone: nn.Module | None = None  # image runs: frozen / slower-learning part
 
 
 @dataclass
@@ -148,21 +162,51 @@ def _check_memory(cfg: RunConfig, data: PreparedData) -> None:
     check_run_memory(parts, available_memory())
 
 
+def _streamed(data: PreparedData) -> bool:
+    return not isinstance(data.x_train, torch.Tensor)
+
+
 def build(cfg: RunConfig, data: PreparedData) -> RunParts:
-    """The network, loss, optimiser and learning-rate schedule of the config."""
-    model = build_run_model(cfg, data.in_shape)
+    """The network, loss (with cross-batch memory when ``loss.xbm_size``), optimiser
+    (parameter groups for image backbones) and learning-rate schedule (with warm-up)."""
+    model = build_run_model(cfg, data.in_shape, streamed=_streamed(data))
     loss = build_loss(
         cfg.loss.name, cfg.loss.margin, cfg.loss.metric, cfg.loss.smoothing, cfg.loss.reduction
     )
-    o = cfg.optim
-    optimizer = build_optimizer(o.name, model.parameters(), o.lr, o.weight_decay, o.momentum)
-    scheduler = build_scheduler(o.scheduler, optimizer, cfg.train.epochs, o.step_size, o.gamma)
-    return RunParts(model, loss, optimizer, scheduler)
+    loss = wrap_xbm(cfg, loss, _embedding_width(model, data))
+    backbone = getattr(model, "backbone", None) if _streamed(data) else None
+    optimizer, scheduler = make_optimizer(cfg, model, backbone)
+    return RunParts(model, loss, optimizer, scheduler, backbone)
+
+
+def _embedding_width(model: nn.Module, data: PreparedData) -> int:
+    head = getattr(model, "head", None)
+    if head is not None and hasattr(head, "out_dim"):
+        return int(head.out_dim)
+    with torch.no_grad():
+        was = model.training
+        model.eval()
+        width = int(model(torch.zeros(2, *data.in_shape)).shape[1])
+        model.train(was)
+    return width
 
 
 def _fingerprint(data: PreparedData) -> str:
-    return data_fingerprint(data.x_train, data.y_train, data.x_val, data.y_val, data.x_test,
-                            data.y_test)  # fmt: skip
+    inputs = (data.x_train, data.x_val, data.x_test)
+    labels = (data.y_train, data.y_val, data.y_test)
+    if all(isinstance(x, torch.Tensor) for x in inputs):
+        return data_fingerprint(*inputs, *labels)  # type: ignore[arg-type]
+    # Streamed images: the files (in order) and the labels identify the data.
+    names = "\n".join(_source_names(x) for x in inputs).encode("utf-8")
+    files = torch.frombuffer(bytearray(b"files:" + names), dtype=torch.uint8)
+    return data_fingerprint(files, *labels)
+
+
+def _source_names(inputs: Any) -> str:
+    path_of = getattr(inputs, "path", None)
+    if callable(path_of):
+        return "\n".join(str(path_of(i)) for i in range(len(inputs)))
+    return f"{type(inputs).__name__}:{len(inputs)}"
 
 
 def _checkpoint_meta(cfg: RunConfig, data: PreparedData) -> dict[str, Any]:
@@ -175,6 +219,7 @@ def _checkpoint_meta(cfg: RunConfig, data: PreparedData) -> dict[str, Any]:
         "input_mean": data.input_mean,
         "input_std": data.input_std,
         "class_names": data.class_names,
+        "streamed": _streamed(data),
     }
 
 
@@ -185,6 +230,8 @@ def fit(
     parts: RunParts,
     dctx: DistributedContext,
     resume: bool,
+    progress: Progress | None = None,
+    device: torch.device | None = None,
 ) -> tuple[Trainer, float]:
     """Train (or continue training) the parts; returns the trainer and the training time."""
 
@@ -196,15 +243,16 @@ def fit(
         return {key: value for key, value in found.items() if value is not None}
 
     logger = run.logger() if dctx.is_main else None
+    trainer_class, options, inputs = _trainer_choice(cfg, data, parts, dctx)
     try:
-        trainer = dctx.trainer_class(
+        trainer = trainer_class(
             parts.model,
             parts.loss,
             parts.optimizer,
             scheduler=parts.scheduler,
             normalize=cfg.model.normalize,
             grad_clip=cfg.optim.grad_clip,
-            device=resolve_device(cfg.train.device),
+            device=device if device is not None else resolve_device(cfg.train.device),
             logger=logger,
             validate=validate if dctx.is_main else None,
             validate_every=cfg.eval.validate_every,
@@ -212,13 +260,14 @@ def fit(
             checkpoint_every=cfg.train.checkpoint_every,
             config=_checkpoint_meta(cfg, data),
             seed=cfg.seed,
-            progress=cfg.train.progress,
+            progress=progress if progress is not None else make_progress(cfg, dctx.is_main),
             kill_after_steps=cfg.train.kill_after_steps,
+            **options,
         )
         started = time.perf_counter()
         t = cfg.train
         trainer.fit(
-            data.x_train,
+            inputs,
             data.y_train,
             epochs=t.epochs,
             p=t.p,
@@ -230,6 +279,44 @@ def fit(
     finally:
         if logger is not None:
             logger.close()
+
+
+def _trainer_choice(
+    cfg: RunConfig, data: PreparedData, parts: RunParts, dctx: DistributedContext
+) -> tuple[type[Trainer], dict[str, Any], Any]:
+    """The trainer class, its issue-11/12 options and the training inputs."""
+    t = cfg.train
+    options: dict[str, Any] = {
+        "precision": t.precision,
+        "accumulate_batches": t.accumulate_batches,
+        "workers": t.workers,
+        "collapse": make_collapse_detector(cfg, parts.loss),
+        "stopper": make_stopper(cfg),
+    }
+    if parts.backbone is not None and cfg.optim.freeze_epochs:
+        from tripletlab.train.finetune import FreezeBackbone
+
+        options["epoch_start_hooks"] = [FreezeBackbone(parts.backbone, cfg.optim.freeze_epochs)]
+    if t.mining == "online":
+        return dctx.trainer_class, options, data.x_train
+    if dctx.enabled:
+        raise ConfigError(f"train.mining = {t.mining!r} is not available under torchrun")
+    from tripletlab.train.offline_mining import OfflineMiningTrainer
+    from tripletlab.train.streaming import LazyInputs
+
+    inputs = data.x_train if not _streamed(data) else LazyInputs(data.x_train)  # type: ignore[arg-type]
+    return OfflineMiningTrainer, options | offline_trainer_options(cfg), inputs
+
+
+def _load_best(trainer: Trainer, run: RunDir) -> int | None:
+    """Put the best validated epoch's weights (``best.pt``) into the trainer's model;
+    returns that epoch (None when the run has no best checkpoint)."""
+    path = run.checkpoints_dir / Trainer.BEST_CHECKPOINT
+    if not path.is_file():
+        return None
+    state = load_checkpoint(path, map_location=trainer.device)
+    trainer.model.load_state_dict(state["model"])
+    return int(state["epoch"])
 
 
 def evaluate_test(cfg: RunConfig, data: PreparedData, trainer: Trainer) -> TestEvaluation:
@@ -310,7 +397,29 @@ def write_outputs(
     return report
 
 
-def run_training(cfg: RunConfig, resume: bool = False, *, extend: bool = False) -> RunResult:
+def _outcome(trainer: Trainer, best_epoch: int | None) -> dict[str, Any]:
+    """What training did beyond its metrics: best epoch, early stop, collapse alarm."""
+    history = trainer.history
+    alarms = [h["collapse"] for h in history if "collapse" in h]
+    stopper = getattr(trainer, "stopper", None)
+    return {
+        "best_epoch": best_epoch,
+        "best_value": None if stopper is None else stopper.best_value,
+        "monitor": None if stopper is None else stopper.monitor,
+        "evaluated_checkpoint": Trainer.BEST_CHECKPOINT if best_epoch else "final",
+        "stopped_early": bool(history and history[-1].get("early_stop")),
+        "collapse": alarms[0] if alarms else None,
+    }
+
+
+def run_training(
+    cfg: RunConfig,
+    resume: bool = False,
+    *,
+    extend: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> RunResult:
     """Train, evaluate against the raw-feature baseline and write the report.
 
     The run directory is locked for the whole run (a second process gets a one-line
@@ -322,41 +431,68 @@ def run_training(cfg: RunConfig, resume: bool = False, *, extend: bool = False) 
         resume: continue from the run directory's last checkpoint (ConfigError if missing,
             or if ``cfg`` sets a value or the data differ from the run's).
         extend: with ``resume``, allow a larger ``train.epochs`` than the run started with.
+        overwrite: replace an existing run in the directory (otherwise RunExistsError).
+        progress: where phases and epochs are shown (default: stderr, see
+            :func:`~tripletlab.pipeline.run_setup.make_progress`).
 
     Returns:
         A :class:`RunResult` with the test metrics, the baseline and the report path.
     """
+    device = resolve_device(cfg.train.device)  # first: a missing GPU is one line, at once
     dctx = distributed_context()
-    run = RunDir(cfg.out_dir).create()
+    progress = progress if progress is not None else make_progress(cfg, dctx.is_main)
+    if dctx.enabled and not (cfg.out or cfg.name):  # every rank must agree on the directory
+        raise ConfigError("under torchrun give the run a directory: --out RUN_DIR or --name")
+    path = claim_run(cfg, resume=resume, overwrite=overwrite) if dctx.is_main else cfg.out_dir
+    run = RunDir(path).create()
+    if resume:
+        state = read_status(run.path).get("state")
+        if state in ("failed", "killed"):
+            progress.warn(f"{run.path} {state} before; resuming from its last checkpoint")
     lock = RunLock(run.path) if dctx.is_main else contextlib.nullcontext()
     with lock, InterruptGuard() as guard:
         if dctx.is_main:  # under the lock no one else writes here: a killed writer's temps
             remove_stale_temps(run.path)
-        return _run(cfg, run, dctx, guard, resume, extend)
+        status = RunStatus(run.path) if dctx.is_main else contextlib.nullcontext()
+        with status as run_status:
+            steps = _RunSteps(dctx, guard, progress, device, run_status)
+            return _run(cfg, run, steps, resume, extend)
 
 
-def _run(
-    cfg: RunConfig,
-    run: RunDir,
-    dctx: DistributedContext,
-    guard: InterruptGuard,
-    resume: bool,
-    extend: bool,
-) -> RunResult:
+@dataclass
+class _RunSteps:
+    """What the steps of one run share: processes, Ctrl-C guard, progress, device, status."""
+
+    dctx: DistributedContext
+    guard: InterruptGuard
+    progress: Progress
+    device: torch.device
+    status: RunStatus | None
+
+
+def _run(cfg: RunConfig, run: RunDir, steps: _RunSteps, resume: bool, extend: bool) -> RunResult:
     started = time.perf_counter()
+    dctx, guard, progress = steps.dctx, steps.guard, steps.progress
     saved_fingerprint = None
     if resume:
         cfg, saved_fingerprint = _resume_state(cfg, run, extend)
-    resolve_device(cfg.train.device)
+    if cfg.name is None:
+        cfg = cfg.model_copy(update={"name": run.path.name})
     with torch_threads(_threads(cfg)):
         torch.manual_seed(cfg.seed)
-        data = prepare_data(cfg)
+        progress.phase("loading", cfg.data.dataset)
+        data = _prepare(cfg)
         _check_memory(cfg, data)
         if resume:
             check_same_data(saved_fingerprint, _fingerprint(data), data.dataset)
         if dctx.is_main:
             run.write_config(cfg.to_dict())
-        trainer, train_seconds = fit(cfg, run, data, build(cfg, data), dctx, resume)
+        world = f", world size {dctx.world_size}" if dctx.enabled else ""
+        progress.phase(
+            "training", f"{cfg.train.epochs} epochs, P×K = {cfg.train.p}×{cfg.train.k}{world}"
+        )
+        parts = build(cfg, data)
+        trainer, train_seconds = fit(cfg, run, data, parts, dctx, resume, progress, steps.device)
         guard.check()
         if not dctx.is_main:  # the other ranks are done; rank 0 evaluates and reports
             dctx.close()
@@ -365,18 +501,36 @@ def _run(
                 run.path, {}, {}, trainer.history, None, seconds,
                 data.dataset, len(data.y_test), rank=dctx.rank,
             )  # fmt: skip
+        best_epoch = _load_best(trainer, run)
+        progress.phase("evaluating", "test split + raw baseline")
         test = evaluate_test(cfg, data, trainer)
         guard.check()
-        summary = _summary(cfg, data, trainer, test, train_seconds)
+        summary = _summary(cfg, data, trainer, test, train_seconds) | _outcome(trainer, best_epoch)
+        summary["provenance"] = provenance(
+            cfg,
+            world_size=dctx.world_size if dctx.enabled else 1,
+            verification_threshold=test.metrics.get("verification_threshold"),
+        )
         # metrics.json first: a report that fails (full disk, a figure) loses no metric.
         run.write_metrics(summary)
+        progress.phase("writing the report", str(run.path))
         report_path = write_outputs(cfg, run, data, trainer, test, summary)
         guard.check()
     seconds = time.perf_counter() - started
     summary["total_seconds"] = seconds
+    summary["provenance"]["wall_seconds"] = seconds
     run.write_metrics(summary)
+    if steps.status is not None:
+        steps.status.update(best_epoch=best_epoch, collapse=summary["collapse"])
     dctx.close()
     return RunResult(
         run.path, test.metrics, test.baseline, trainer.history, report_path, seconds,
         data.dataset, len(data.y_test), summary=summary,
     )  # fmt: skip
+
+
+def _prepare(cfg: RunConfig) -> PreparedData:
+    """In-memory tensors, or datasets that stream (:mod:`~tripletlab.pipeline.images`)."""
+    from tripletlab.pipeline.images import prepare_stream, should_stream
+
+    return prepare_stream(cfg) if should_stream(cfg) else prepare_data(cfg)

@@ -22,6 +22,7 @@ import numpy as np
 
 from tripletlab.atomic import atomic_write_text
 from tripletlab.report import plots
+from tripletlab.report.run_sections import collapse_lines, outcome_lines, provenance_lines
 from tripletlab.train.logging import read_jsonl
 
 __all__ = ["metrics_table", "write_report"]
@@ -183,7 +184,7 @@ def write_report(
     test = dict(summary.get("test", {}))
     base = dict(summary.get("baseline", {}))
     lines = [
-        f"# tripletlab run `{cfg.name}`",
+        f"# tripletlab run `{cfg.name or run_dir.name}`",
         "",
         f"Dataset **{summary.get('dataset', cfg.data.dataset)}** ({cfg.data.split} split): "
         f"{summary.get('n_train')} train, {summary.get('n_val')} validation, "
@@ -194,6 +195,8 @@ def write_report(
         f"{summary.get('epochs')} epochs of P×K = {cfg.train.p}×{cfg.train.k} batches "
         f"({summary.get('steps')} steps), seed {cfg.seed}.",
         "",
+        *collapse_lines(summary),
+        *outcome_lines(summary),
         "## Test metrics beside the raw-feature baseline",
         "",
         "Retrieval on the test split, every test sample a query against all the others "
@@ -211,6 +214,7 @@ def write_report(
         f"({summary.get('mean_epoch_seconds', float('nan')):.2f} s per epoch); "
         f"evaluation {summary.get('eval_seconds', float('nan')):.1f} s.",
         "",
+        *provenance_lines(summary),
         "## Figures",
         "",
     ]

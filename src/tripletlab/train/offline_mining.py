@@ -363,12 +363,11 @@ class OfflineMiningTrainer(Trainer):
         labels: Tensor,
         sampler: Any,
         steps_per_epoch: int | None,
-        show: bool,
         epochs: int,
     ) -> dict[str, Any]:
         upcoming = self.epoch + 1
         if not self.is_offline_epoch(upcoming):
-            return super()._run_epoch(inputs, labels, sampler, steps_per_epoch, show, epochs)
+            return super()._run_epoch(inputs, labels, sampler, steps_per_epoch, epochs)
         import time
 
         started = time.perf_counter()
@@ -386,7 +385,7 @@ class OfflineMiningTrainer(Trainer):
         online_loss = self.loss
         self.loss = MinedTripletLoss(batches)
         try:
-            record = super()._run_epoch(inputs, labels, batches, steps_per_epoch, show, epochs)
+            record = super()._run_epoch(inputs, labels, batches, steps_per_epoch, epochs)
         finally:
             self.loss = online_loss
         record["offline_triplets"] = len(batches.triplets)

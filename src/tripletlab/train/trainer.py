@@ -38,11 +38,10 @@ import contextlib
 import itertools
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -66,7 +65,12 @@ from tripletlab.train.checkpoint import (
 from tripletlab.train.devices import resolve_precision
 from tripletlab.train.loading import device_batches, make_loader
 from tripletlab.train.logging import RunLogger
+from tripletlab.train.progress import Progress
 from tripletlab.train.streaming import LazyInputs
+
+if TYPE_CHECKING:
+    from tripletlab.train.collapse import CollapseDetector
+    from tripletlab.train.early_stopping import EarlyStopping
 
 __all__ = ["Trainer", "make_pk_sampler", "torch_threads"]
 
@@ -125,7 +129,9 @@ class Trainer:
         checkpoint_dir: write ``last.pt`` every ``checkpoint_every`` epochs and ``final.pt``.
         config: a JSON-compatible dict stored in checkpoints (the resolved run config).
         seed: seeds the P×K sampler (and the RNGs at the start of a fresh ``fit``).
-        progress: tqdm bars for epochs and steps; shown only when stdout is a terminal.
+        progress: a :class:`~tripletlab.train.progress.Progress` (bars on a terminal, one
+            flushed line per epoch otherwise), or a bool: ``Progress(enabled=progress)`` on
+            stderr.
         kill_after_steps: test hook — SIGKILL the process after this many steps.
         precision: ``"32"``, ``"bf16"`` or ``"16-mixed"`` (autocast of the forward pass, plus
             a GradScaler for 16-mixed; see :mod:`tripletlab.train.devices`).
@@ -137,11 +143,18 @@ class Trainer:
             :class:`~tripletlab.train.finetune.FreezeBackbone`).
         workers: DataLoader worker processes when ``fit`` / ``embed`` get a Dataset (images
             decoded in parallel; memory is pinned when training on CUDA).
+        collapse: a :class:`~tripletlab.train.collapse.CollapseDetector` fed every step's
+            record; its alarm goes to the epoch record, the log and ``progress``; with
+            ``stop`` it raises ``TrainingCollapsed`` after the epoch's checkpoint.
+        stopper: an :class:`~tripletlab.train.early_stopping.EarlyStopping`: ``best.pt``
+            is written whenever the monitored metric improves, and training stops early
+            when its patience runs out.
     """
 
     #: Checkpoint files in ``checkpoint_dir``: the latest epoch's, and the finished run's.
     LAST_CHECKPOINT = "last.pt"
     FINAL_CHECKPOINT = "final.pt"
+    BEST_CHECKPOINT = "best.pt"
 
     def __init__(
         self,
@@ -160,12 +173,14 @@ class Trainer:
         checkpoint_every: int = 1,
         config: Mapping[str, Any] | None = None,
         seed: int = 0,
-        progress: bool = True,
+        progress: bool | Progress = True,
         kill_after_steps: int | None = None,
         precision: str = "32",
         accumulate_batches: int = 1,
         epoch_start_hooks: Sequence[Callable[[Trainer], None]] = (),
         workers: int = 0,
+        collapse: CollapseDetector | None = None,
+        stopper: EarlyStopping | None = None,
     ) -> None:
         if isinstance(accumulate_batches, bool) or not isinstance(accumulate_batches, int):
             raise InvalidArgumentError(
@@ -195,7 +210,9 @@ class Trainer:
         self.checkpoint_every = checkpoint_every
         self.config = dict(config or {})
         self.seed = seed
-        self.progress = progress
+        self.progress = progress if isinstance(progress, Progress) else Progress(enabled=progress)
+        self.collapse = collapse
+        self.stopper = stopper
         self.kill_after_steps = kill_after_steps
         self.epoch = 0
         self.global_step = 0
@@ -227,8 +244,15 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         try:
-            loader = self._loader(inputs, batch_size=batch_size)
-            chunks = [self._forward(x).cpu() for x, _ in device_batches(loader, self.device)]
+            if not isinstance(inputs, Dataset):  # LazyInputs: read chunk by chunk in-process
+                n = len(inputs)  # type: ignore[arg-type]
+                chunks = [
+                    self._forward(inputs[i : i + batch_size].to(self.device)).cpu()
+                    for i in range(0, n, batch_size)
+                ]
+            else:
+                loader = self._loader(inputs, batch_size=batch_size)
+                chunks = [self._forward(x).cpu() for x, _ in device_batches(loader, self.device)]
         finally:
             self.model.train(was_training)
         if not chunks:
@@ -277,17 +301,22 @@ class Trainer:
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume (tensors and primitives only)."""
-        return {
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "rng": capture_rng_state(),
-            "history": self.history,
-            "config": self.config,
-            "seed": self.seed,
-        } | ({"scaler": self.scaler.state_dict()} if self.scaler is not None else {})
+        return (
+            {
+                "epoch": self.epoch,
+                "global_step": self.global_step,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "rng": capture_rng_state(),
+                "history": self.history,
+                "config": self.config,
+                "seed": self.seed,
+            }
+            | ({"scaler": self.scaler.state_dict()} if self.scaler is not None else {})
+            | ({"collapse": self.collapse.state_dict()} if self.collapse is not None else {})
+            | ({"early_stopping": self.stopper.state_dict()} if self.stopper is not None else {})
+        )
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` stored."""
@@ -301,6 +330,10 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         self.history = list(state.get("history", []))
+        if self.collapse is not None and state.get("collapse") is not None:
+            self.collapse.load_state_dict(state["collapse"])
+        if self.stopper is not None and state.get("early_stopping") is not None:
+            self.stopper.load_state_dict(state["early_stopping"])
 
     def save(self, name: str = LAST_CHECKPOINT) -> Path | None:
         """Atomically write a checkpoint into ``checkpoint_dir`` (None when there is none)."""
@@ -358,21 +391,18 @@ class Trainer:
             np.random.seed(self.seed % 2**32)  # noqa: NPY002 - seeds the global RNG user code may use
             if self.logger is not None:
                 self.logger.reset()
-        if isinstance(inputs, Tensor):
+        if not isinstance(inputs, Dataset):  # a tensor, or tensor-like LazyInputs
             inputs = inputs.to(self.device)
         labels = labels.to(self.device)
         sampler = sampler if sampler is not None else make_pk_sampler(labels, p, k, self.seed)
-        from tqdm.auto import tqdm
-
-        show = self.progress and sys.stdout.isatty()
-        bar = tqdm(total=epochs, initial=self.epoch, desc="epochs", unit="epoch", disable=not show)
+        self.progress.start_training(epochs, initial=self.epoch)
         try:
             while self.epoch < epochs:
-                record = self._run_epoch(inputs, labels, sampler, steps_per_epoch, show, epochs)
-                bar.set_postfix(loss=f"{record['loss']:.4f}")
-                bar.update(1)
+                record = self._run_epoch(inputs, labels, sampler, steps_per_epoch, epochs)
+                if record.get("early_stop"):
+                    break
         finally:
-            bar.close()
+            self.progress.close()
         self.save(self.FINAL_CHECKPOINT)
         return self.history
 
@@ -392,11 +422,8 @@ class Trainer:
         labels: Tensor,
         sampler: Any,
         steps_per_epoch: int | None,
-        show: bool,
         epochs: int,
     ) -> dict[str, Any]:
-        from tqdm.auto import tqdm
-
         self.model.train()
         self.epoch += 1
         for hook in self.epoch_start_hooks:
@@ -409,15 +436,8 @@ class Trainer:
         started = time.perf_counter()
         group = self.accumulate_batches
         batches = self._batches(inputs, labels, sampler)
-        for i, (batch_inputs, batch_labels) in enumerate(
-            tqdm(
-                itertools.islice(batches, total),
-                total=total,
-                desc=f"epoch {self.epoch}",
-                leave=False,
-                disable=not show,
-            )
-        ):
+        self.progress.start_epoch(self.epoch, total)
+        for i, (batch_inputs, batch_labels) in enumerate(itertools.islice(batches, total)):
             group_start = i - i % group
             group_size = min(group, total - group_start)
             value, stats = self.train_step(
@@ -430,6 +450,7 @@ class Trainer:
             losses.append(value)
             all_stats.append(stats)
             lrs.append(self.optimizer.param_groups[0]["lr"])
+            self.progress.step(value)
         train_seconds = time.perf_counter() - started
         if self.scheduler is not None:
             self.scheduler.step()
@@ -454,10 +475,45 @@ class Trainer:
             self.epoch % self.validate_every == 0 or self.epoch == epochs
         ):
             record |= {f"val_{key}": float(v) for key, v in self.validate(self).items()}
+        self._watch(record, step_records)
         self.history.append(record)
         if self.logger is not None:
             self.logger.log_steps(step_records)
             self.logger.log_epoch(record)
-        if self.epoch % self.checkpoint_every == 0 or self.epoch == epochs:
+        if (
+            self.epoch % self.checkpoint_every == 0
+            or self.epoch == epochs
+            or self._stopping
+            or record.get("early_stop")
+        ):
             self.save(self.LAST_CHECKPOINT)
+        self.progress.end_epoch(record)
+        if self.collapse is not None:
+            self.collapse.raise_if_stopping()  # after last.pt: the run can be inspected
         return record
+
+    @property
+    def _stopping(self) -> bool:
+        return self.collapse is not None and self.collapse.should_stop
+
+    def _watch(self, record: dict[str, Any], step_records: list[dict[str, Any]]) -> None:
+        """The collapse alarm and the best checkpoint / early stop of one epoch's record."""
+        if self.collapse is not None:
+            alarm = self.collapse.update_many(step_records)
+            if alarm is not None:
+                record["collapse"] = alarm.as_dict()
+                if step_records:
+                    step_records[-1]["collapse"] = alarm.summary()
+                self.progress.warn(alarm.message())
+        if self.stopper is not None:
+            decision = self.stopper.update(record)
+            if decision.best_epoch is not None:
+                record["best_epoch"] = decision.best_epoch
+            if decision.improved:
+                self.history.append(record)  # best.pt holds this epoch's record too
+                try:
+                    self.save(self.BEST_CHECKPOINT)
+                finally:
+                    self.history.pop()
+            if decision.stop:
+                record["early_stop"] = True
