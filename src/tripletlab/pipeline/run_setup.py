@@ -54,12 +54,14 @@ OFFLINE_STRATEGIES = {
 
 
 def claim_run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False) -> Path:
-    """The run directory: ``--out`` as given, else ``runs/<name>`` where the name defaults
-    to dataset-model-loss-timestamp (with a ``-2``, ``-3`` … suffix when it exists).
+    """:func:`run_path`, claimed: an existing run is continued only with ``resume`` and
+    replaced only with ``overwrite`` (:func:`~tripletlab.train.run_status.claim_run_dir`)."""
+    return claim_run_dir(run_path(cfg, resume), resume=resume, overwrite=overwrite)
 
-    An existing run is continued only with ``resume`` and replaced only with ``overwrite``
-    (:func:`~tripletlab.train.run_status.claim_run_dir`).
-    """
+
+def run_path(cfg: RunConfig, resume: bool = False) -> Path:
+    """The run directory: ``--out`` as given, else ``runs/<name>`` where the name defaults
+    to dataset-model-loss-timestamp (with a ``-2``, ``-3`` … suffix when it exists)."""
     if cfg.out:
         path = Path(cfg.out)
     elif cfg.name:
@@ -69,7 +71,7 @@ def claim_run(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False) 
     else:
         name = default_run_name(cfg.data.dataset, cfg.model.name, cfg.loss.name)
         path = unique_run_dir(RUNS_ROOT, name)
-    return claim_run_dir(path, resume=resume, overwrite=overwrite)
+    return path
 
 
 def make_optimizer(

@@ -54,12 +54,12 @@ from tripletlab.pipeline.resume import check_same_data, data_fingerprint, resume
 from tripletlab.pipeline.run_dir import RunDir
 from tripletlab.pipeline.run_lock import RunLock
 from tripletlab.pipeline.run_setup import (
-    claim_run,
     make_collapse_detector,
     make_optimizer,
     make_progress,
     make_stopper,
     offline_trainer_options,
+    run_path,
     wrap_xbm,
 )
 from tripletlab.pipeline.trained import build_run_model
@@ -67,7 +67,7 @@ from tripletlab.train.checkpoint import load_checkpoint
 from tripletlab.train.devices import resolve_device
 from tripletlab.train.distributed_training import DistributedContext, distributed_context
 from tripletlab.train.progress import Progress
-from tripletlab.train.run_status import RunStatus, read_status
+from tripletlab.train.run_status import RunStatus, claim_run_dir, read_status
 from tripletlab.train.trainer import Trainer, torch_threads
 
 __all__ = ["KEY_METRICS", "RunParts", "RunResult", "TestEvaluation", "run_training"]
@@ -443,14 +443,17 @@ def run_training(
     progress = progress if progress is not None else make_progress(cfg, dctx.is_main)
     if dctx.enabled and not (cfg.out or cfg.name):  # every rank must agree on the directory
         raise ConfigError("under torchrun give the run a directory: --out RUN_DIR or --name")
-    path = claim_run(cfg, resume=resume, overwrite=overwrite) if dctx.is_main else cfg.out_dir
-    run = RunDir(path).create()
-    if resume:
-        state = read_status(run.path).get("state")
-        if state in ("failed", "killed"):
-            progress.warn(f"{run.path} {state} before; resuming from its last checkpoint")
-    lock = RunLock(run.path) if dctx.is_main else contextlib.nullcontext()
+    path = run_path(cfg, resume) if dctx.is_main else cfg.out_dir
+    # The lock first: a second process is told who holds the directory, not that it is taken.
+    lock = RunLock(path) if dctx.is_main else contextlib.nullcontext()
     with lock, InterruptGuard() as guard:
+        if dctx.is_main:
+            claim_run_dir(path, resume=resume, overwrite=overwrite)
+        run = RunDir(path).create()
+        if resume:
+            state = read_status(run.path).get("state")
+            if state in ("failed", "killed"):
+                progress.warn(f"{run.path} {state} before; resuming from its last checkpoint")
         if dctx.is_main:  # under the lock no one else writes here: a killed writer's temps
             remove_stale_temps(run.path)
         status = RunStatus(run.path) if dctx.is_main else contextlib.nullcontext()

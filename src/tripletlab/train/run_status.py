@@ -105,8 +105,17 @@ def unique_run_dir(root: str | Path, name: str) -> Path:
     raise RunExistsError(f"{root}: {MAX_SUFFIX} runs named {name!r} already; choose --out")
 
 
+#: The run lock's file (:class:`tripletlab.pipeline.run_lock.RunLock`): taken before the
+#: directory is claimed, so it is neither a sign of a run nor removed by ``overwrite``.
+LOCK_FILE = ".lock"
+
+
+def _run_entries(path: Path) -> list[Path]:
+    return [entry for entry in path.iterdir() if entry.name != LOCK_FILE] if path.is_dir() else []
+
+
 def _holds_a_run(path: Path) -> bool:
-    return path.is_dir() and any(path.iterdir())
+    return bool(_run_entries(path))
 
 
 def claim_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
@@ -137,7 +146,8 @@ def claim_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool = F
                 f"{path} already holds a run (status: {state}); pass --resume to continue it "
                 "or --overwrite to replace it, or choose another --out"
             )
-        shutil.rmtree(path)
+        for entry in _run_entries(path):  # the lock file stays: its holder is this process
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
