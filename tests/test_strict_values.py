@@ -19,6 +19,7 @@ from tripletlab.cli import main
 from tripletlab.data.arrays import load_csv, load_npz
 from tripletlab.errors import ConfigError, DataError
 from tripletlab.pipeline.config import load_config, read_config_file
+from tripletlab.pipeline.identification import ids_path_of
 
 
 @pytest.mark.parametrize(
@@ -81,7 +82,8 @@ def test_embed_writes_exactly_the_path_given_and_prints_it(run_dir: Path, tmp_pa
     result = CliRunner().invoke(main, ["embed", str(run_dir), str(samples), "-o", str(output)])
     assert result.exit_code == 0, result.output
     assert f"to {output}" in result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy", "x.txt"]
+    ids = ids_path_of(output).name  # the row ids beside the embeddings (issue 13)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["x.npy", "x.txt", ids])
     assert np.load(output).shape == (3, 3)
 
 

@@ -139,7 +139,7 @@ def extra_overrides(flags: dict[str, Any]) -> dict[str, Any]:
     overrides = {EXTRA_TRAIN_FLAGS[name]: flags.pop(name, None) for name in EXTRA_TRAIN_FLAGS}
     overrides["data.image_size"] = parse_image_size(overrides["data.image_size"])
     if overrides["train.device"] is not None:
-        from tripletlab.train.devices import resolve_device
+        from tripletlab.pipeline.devices import resolve_device
 
         resolve_device(overrides["train.device"])
     return overrides

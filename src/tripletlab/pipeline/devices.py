@@ -44,22 +44,11 @@ def check_threads(threads: int) -> int:
 
 
 def resolve_device(name: str) -> torch.device:
-    """The torch device ``name`` stands for on this machine (see the module docstring)."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.backends.cuda.is_built():
-            raise ConfigError(
-                f"config key 'train.device': {name!r}, but this torch is built without CUDA"
-            )
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (device.index is not None and device.index >= count):
-            raise ConfigError(f"config key 'train.device': {name!r}, but {count} GPU(s) found")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"config key 'train.device': {name!r}, but MPS is not available")
-    return device
+    """The torch device ``name`` stands for on this machine
+    (:func:`tripletlab.train.devices.resolve_device`), its error naming the config key."""
+    from tripletlab.train.devices import resolve_device as resolve
+
+    try:
+        return resolve(name)
+    except ConfigError as exc:
+        raise ConfigError(f"config key 'train.device': {exc}") from None

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tripletlab.atomic import atomic_write, atomic_write_text
 from tripletlab.data.layouts import LayoutSplit
 from tripletlab.errors import DataError
 from tripletlab.pipeline.data import IMAGE_SUFFIXES, read_samples
@@ -162,7 +163,7 @@ def embed_inputs(
     run_dir: str | Path, input_path: str | Path, output: str | Path
 ) -> tuple[int, int]:
     """The ``embed`` verb on any input of :func:`read_files`: embeddings (N, D) float32 to
-    ``output`` (.npy) and their row ids, one a line, to :func:`ids_path_of` ``(output)``.
+    exactly ``output`` (.npy format whatever the suffix) and their row ids, one a line, to :func:`ids_path_of` ``(output)``.
 
     Returns (N, D).
     """
@@ -172,7 +173,7 @@ def embed_inputs(
     samples, ids = read_files(input_path, trained.in_shape)
     embeddings = trained.embed(samples).numpy().astype(np.float32)
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    np.save(output, embeddings)
-    ids_path_of(output).write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+    # Exactly the path given (np.save on a path would append .npy), written atomically.
+    atomic_write(output, lambda handle: np.save(handle, embeddings))
+    atomic_write_text(ids_path_of(output), "".join(f"{i}\n" for i in ids))
     return embeddings.shape[0], embeddings.shape[1]

@@ -39,7 +39,7 @@ from tripletlab.errors import ConfigError
 from tripletlab.nn.loss_base import BatchLoss
 from tripletlab.pipeline.config import RunConfig
 from tripletlab.pipeline.data import PreparedData, prepare_data
-from tripletlab.pipeline.devices import check_threads
+from tripletlab.pipeline.devices import check_threads, resolve_device
 from tripletlab.pipeline.evaluation import embedding_metrics, unavailable_metrics
 from tripletlab.pipeline.factories import build_loss
 from tripletlab.pipeline.interrupts import InterruptGuard
@@ -64,7 +64,6 @@ from tripletlab.pipeline.run_setup import (
 )
 from tripletlab.pipeline.trained import build_run_model
 from tripletlab.train.checkpoint import load_checkpoint
-from tripletlab.train.devices import resolve_device
 from tripletlab.train.distributed_training import DistributedContext, distributed_context
 from tripletlab.train.progress import Progress
 from tripletlab.train.run_status import RunStatus, claim_run_dir, read_status
@@ -149,7 +148,10 @@ def _threads(cfg: RunConfig) -> int | None:
 
 
 def _check_memory(cfg: RunConfig, data: PreparedData) -> None:
-    """Refuse a run the machine's memory cannot hold, before it starts."""
+    """Refuse a run the machine's memory cannot hold, before it starts (the built-in
+    networks on in-memory data; a streamed image backbone's size is the user's checkpoint)."""
+    if _streamed(data):
+        return
     with torch.device("meta"):  # shapes only: a huge network costs nothing here
         shadow = build_run_model(cfg, data.in_shape)
     parts = estimate_run_memory(
