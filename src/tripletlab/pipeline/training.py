@@ -446,6 +446,8 @@ def run_training(
     if dctx.enabled and not (cfg.out or cfg.name):  # every rank must agree on the directory
         raise ConfigError("under torchrun give the run a directory: --out RUN_DIR or --name")
     path = run_path(cfg, resume) if dctx.is_main else cfg.out_dir
+    if Path(path).exists() and not Path(path).is_dir():
+        raise ConfigError(f"run directory {path} is not a directory (it is a file)")
     # The lock first: a second process is told who holds the directory, not that it is taken.
     lock = RunLock(path) if dctx.is_main else contextlib.nullcontext()
     with lock, InterruptGuard() as guard:
