@@ -24,7 +24,7 @@ from click.testing import CliRunner, Result
 from tiny_run import tiny_cli_args
 from tripletlab import atomic
 from tripletlab.cli import main
-from tripletlab.pipeline import training
+from tripletlab.pipeline import run_checks
 
 
 def _one_line_exit_2(result: Result) -> str:
@@ -162,7 +162,7 @@ def test_out_naming_a_file_is_one_line(tmp_path: Path) -> None:
 
 
 def test_a_run_larger_than_memory_is_refused_before_it_starts(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(training, "available_memory", lambda: 16 * 10**9)
+    monkeypatch.setattr(run_checks, "available_memory", lambda: 16 * 10**9)
     args = [*tiny_cli_args(tmp_path), "--embedding-dim", "100000"]
     line = _one_line_exit_2(CliRunner().invoke(main, args))
     assert "the run needs at least" in line and "evaluation" in line

@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -39,20 +38,22 @@ from tripletlab.errors import ConfigError
 from tripletlab.nn.loss_base import BatchLoss
 from tripletlab.pipeline.config import RunConfig
 from tripletlab.pipeline.data import PreparedData, prepare_data
-from tripletlab.pipeline.devices import check_threads, resolve_device
+from tripletlab.pipeline.devices import resolve_device
 from tripletlab.pipeline.evaluation import embedding_metrics, unavailable_metrics
 from tripletlab.pipeline.factories import build_loss
 from tripletlab.pipeline.interrupts import InterruptGuard
-from tripletlab.pipeline.memory import (
-    available_memory,
-    check_run_memory,
-    estimate_run_memory,
-    parameter_count,
-)
 from tripletlab.pipeline.provenance import provenance
-from tripletlab.pipeline.resume import check_same_data, data_fingerprint, resumed_config
+from tripletlab.pipeline.resume import check_same_data
+from tripletlab.pipeline.run_checks import (
+    check_memory,
+    data_streams,
+    prepared_fingerprint,
+    resume_state,
+    run_threads,
+)
 from tripletlab.pipeline.run_dir import RunDir
 from tripletlab.pipeline.run_lock import RunLock
+from tripletlab.pipeline.run_outcome import load_best, training_outcome
 from tripletlab.pipeline.run_setup import (
     make_collapse_detector,
     make_optimizer,
@@ -63,7 +64,6 @@ from tripletlab.pipeline.run_setup import (
     wrap_xbm,
 )
 from tripletlab.pipeline.trained import build_run_model
-from tripletlab.train.checkpoint import load_checkpoint
 from tripletlab.train.distributed_training import DistributedContext, distributed_context
 from tripletlab.train.progress import Progress
 from tripletlab.train.run_status import RunStatus, claim_run_dir, read_status
@@ -128,55 +128,15 @@ class TestEvaluation:
     seconds: float
 
 
-def _resume_state(cfg: RunConfig, run: RunDir, extend: bool) -> tuple[RunConfig, str | None]:
-    """The config to resume with and the data fingerprint the run stored (see
-    :mod:`tripletlab.pipeline.resume`)."""
-    if not run.checkpoint_path.is_file():
-        raise ConfigError(f"--resume: no checkpoint at {run.checkpoint_path}")
-    meta = load_checkpoint(run.checkpoint_path, required=("config",))["config"]
-    meta = meta if isinstance(meta, dict) else {}
-    saved = meta.get("run")
-    if not isinstance(saved, dict):
-        return cfg, None
-    return resumed_config(cfg, saved, extend=extend), meta.get("data_fingerprint")
-
-
-def _threads(cfg: RunConfig) -> int | None:
-    if cfg.train.threads is None and cfg.model.name == "mlp":
-        return 1  # a small MLP is fastest on one thread, above all on a shared CPU
-    return None if cfg.train.threads is None else check_threads(cfg.train.threads)
-
-
-def _check_memory(cfg: RunConfig, data: PreparedData) -> None:
-    """Refuse a run the machine's memory cannot hold, before it starts (the built-in
-    networks on in-memory data; a streamed image backbone's size is the user's checkpoint)."""
-    if _streamed(data):
-        return
-    with torch.device("meta"):  # shapes only: a huge network costs nothing here
-        shadow = build_run_model(cfg, data.in_shape)
-    parts = estimate_run_memory(
-        parameters=parameter_count(shadow),
-        batch=cfg.train.p * cfg.train.k,
-        dim=cfg.model.embedding_dim,
-        in_features=math.prod(data.in_shape),
-        n_test=len(data.y_test),
-    )
-    check_run_memory(parts, available_memory())
-
-
-def _streamed(data: PreparedData) -> bool:
-    return not isinstance(data.x_train, torch.Tensor)
-
-
 def build(cfg: RunConfig, data: PreparedData) -> RunParts:
     """The network, loss (with cross-batch memory when ``loss.xbm_size``), optimiser
     (parameter groups for image backbones) and learning-rate schedule (with warm-up)."""
-    model = build_run_model(cfg, data.in_shape, streamed=_streamed(data))
+    model = build_run_model(cfg, data.in_shape, streamed=data_streams(data))
     loss = build_loss(
         cfg.loss.name, cfg.loss.margin, cfg.loss.metric, cfg.loss.smoothing, cfg.loss.reduction
     )
     loss = wrap_xbm(cfg, loss, _embedding_width(model, data))
-    backbone = getattr(model, "backbone", None) if _streamed(data) else None
+    backbone = getattr(model, "backbone", None) if data_streams(data) else None
     optimizer, scheduler = make_optimizer(cfg, model, backbone)
     return RunParts(model, loss, optimizer, scheduler, backbone)
 
@@ -193,35 +153,17 @@ def _embedding_width(model: nn.Module, data: PreparedData) -> int:
     return width
 
 
-def _fingerprint(data: PreparedData) -> str:
-    inputs = (data.x_train, data.x_val, data.x_test)
-    labels = (data.y_train, data.y_val, data.y_test)
-    if all(isinstance(x, torch.Tensor) for x in inputs):
-        return data_fingerprint(*inputs, *labels)  # type: ignore[arg-type]
-    # Streamed images: the files (in order) and the labels identify the data.
-    names = "\n".join(_source_names(x) for x in inputs).encode("utf-8")
-    files = torch.frombuffer(bytearray(b"files:" + names), dtype=torch.uint8)
-    return data_fingerprint(files, *labels)
-
-
-def _source_names(inputs: Any) -> str:
-    path_of = getattr(inputs, "path", None)
-    if callable(path_of):
-        return "\n".join(str(path_of(i)) for i in range(len(inputs)))
-    return f"{type(inputs).__name__}:{len(inputs)}"
-
-
 def _checkpoint_meta(cfg: RunConfig, data: PreparedData) -> dict[str, Any]:
     # What a later `embed`/`evaluate` needs to rebuild and feed the model, and what a
     # resume checks it continues the same run on the same data.
     return {
         "run": cfg.to_dict(),
-        "data_fingerprint": _fingerprint(data),
+        "data_fingerprint": prepared_fingerprint(data),
         "in_shape": list(data.in_shape),
         "input_mean": data.input_mean,
         "input_std": data.input_std,
         "class_names": data.class_names,
-        "streamed": _streamed(data),
+        "streamed": data_streams(data),
     }
 
 
@@ -306,19 +248,8 @@ def _trainer_choice(
     from tripletlab.train.offline_mining import OfflineMiningTrainer
     from tripletlab.train.streaming import LazyInputs
 
-    inputs = data.x_train if not _streamed(data) else LazyInputs(data.x_train)  # type: ignore[arg-type]
+    inputs = data.x_train if not data_streams(data) else LazyInputs(data.x_train)  # type: ignore[arg-type]
     return OfflineMiningTrainer, options | offline_trainer_options(cfg), inputs
-
-
-def _load_best(trainer: Trainer, run: RunDir) -> int | None:
-    """Put the best validated epoch's weights (``best.pt``) into the trainer's model;
-    returns that epoch (None when the run has no best checkpoint)."""
-    path = run.checkpoints_dir / Trainer.BEST_CHECKPOINT
-    if not path.is_file():
-        return None
-    state = load_checkpoint(path, map_location=trainer.device)
-    trainer.model.load_state_dict(state["model"])
-    return int(state["epoch"])
 
 
 def evaluate_test(cfg: RunConfig, data: PreparedData, trainer: Trainer) -> TestEvaluation:
@@ -399,21 +330,6 @@ def write_outputs(
     return report
 
 
-def _outcome(trainer: Trainer, best_epoch: int | None) -> dict[str, Any]:
-    """What training did beyond its metrics: best epoch, early stop, collapse alarm."""
-    history = trainer.history
-    alarms = [h["collapse"] for h in history if "collapse" in h]
-    stopper = getattr(trainer, "stopper", None)
-    return {
-        "best_epoch": best_epoch,
-        "best_value": None if stopper is None else stopper.best_value,
-        "monitor": None if stopper is None else stopper.monitor,
-        "evaluated_checkpoint": Trainer.BEST_CHECKPOINT if best_epoch else "final",
-        "stopped_early": bool(history and history[-1].get("early_stop")),
-        "collapse": alarms[0] if alarms else None,
-    }
-
-
 def run_training(
     cfg: RunConfig,
     resume: bool = False,
@@ -482,16 +398,16 @@ def _run(cfg: RunConfig, run: RunDir, steps: _RunSteps, resume: bool, extend: bo
     dctx, guard, progress = steps.dctx, steps.guard, steps.progress
     saved_fingerprint = None
     if resume:
-        cfg, saved_fingerprint = _resume_state(cfg, run, extend)
+        cfg, saved_fingerprint = resume_state(cfg, run, extend)
     if cfg.name is None:
         cfg = cfg.model_copy(update={"name": run.path.name})
-    with torch_threads(_threads(cfg)):
+    with torch_threads(run_threads(cfg)):
         torch.manual_seed(cfg.seed)
         progress.phase("loading", cfg.data.dataset)
         data = _prepare(cfg)
-        _check_memory(cfg, data)
+        check_memory(cfg, data)
         if resume:
-            check_same_data(saved_fingerprint, _fingerprint(data), data.dataset)
+            check_same_data(saved_fingerprint, prepared_fingerprint(data), data.dataset)
         if dctx.is_main:
             run.write_config(cfg.to_dict())
         world = f", world size {dctx.world_size}" if dctx.enabled else ""
@@ -508,11 +424,13 @@ def _run(cfg: RunConfig, run: RunDir, steps: _RunSteps, resume: bool, extend: bo
                 run.path, {}, {}, trainer.history, None, seconds,
                 data.dataset, len(data.y_test), rank=dctx.rank,
             )  # fmt: skip
-        best_epoch = _load_best(trainer, run)
+        best_epoch = load_best(trainer, run)
         progress.phase("evaluating", "test split + raw baseline")
         test = evaluate_test(cfg, data, trainer)
         guard.check()
-        summary = _summary(cfg, data, trainer, test, train_seconds) | _outcome(trainer, best_epoch)
+        summary = _summary(cfg, data, trainer, test, train_seconds) | training_outcome(
+            trainer, best_epoch
+        )
         summary["provenance"] = provenance(
             cfg,
             world_size=dctx.world_size if dctx.enabled else 1,
