@@ -38,6 +38,7 @@ from tripletlab.functional._batch_input import (
 from tripletlab.functional._compile import eager_under_compile
 from tripletlab.functional._validation import check_choice, check_scaled_result
 from tripletlab.functional.batch_hard import easiest_negative_index
+from tripletlab.functional.distances import safe_sqrt
 from tripletlab.functional.reductions import REDUCTIONS, reduce_total
 from tripletlab.functional.smoothing import smooth_hinge
 from tripletlab.functional.triplet_types import TripletStats, batch_stats
@@ -90,13 +91,14 @@ def batch_semi_hard_triplet_loss(
     """
     margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
     check_choice(fallback, "fallback", FALLBACKS)
+    through_matrix = _gradient_through_matrix(embeddings, labels, ref_embeddings)
     batch = prepare_batch(
         embeddings,
         labels,
         metric,
         ref_embeddings,
         ref_labels,
-        differentiable=False,
+        differentiable=through_matrix,
         margin=margin,
         # the selection compares d_an with d_ap ("farther than the positive"); the hinge is on
         # the recomputed distances; the statistics compare with d_ap + m too
@@ -114,11 +116,7 @@ def batch_semi_hard_triplet_loss(
         pair_valid = batch.positive_mask & (batch.num_negatives > 0)[:, None]
         if fallback == "skip":
             pair_valid = pair_valid & found
-        # selected on the (non-differentiable) matrix; the B·K pairs are recomputed
-        rows = torch.arange(batch.num_anchors, device=batch.labels.device)[:, None]
-        rows = rows.expand_as(columns)
-        d_ap = batch.pair_distances(rows, batch.positives)
-        d_an = batch.pair_distances(rows, columns)
+        d_ap, d_an = _selected_distances(batch, columns, through_matrix)
         values = torch.where(pair_valid, smooth_hinge(d_ap - d_an + margin, smoothing), 0)
         per_anchor = values.sum(1)
         if batch.unit != 1.0:  # distances in scaled units (overflow protection)
@@ -133,6 +131,53 @@ def batch_semi_hard_triplet_loss(
     if not return_stats:
         return loss
     return loss, batch_stats(batch, margin, num_active, num_terms, memory_budget)
+
+
+#: Recomputing a selected distance from its two rows costs about this many times more per
+#: distance than a distance-matrix entry's share of the matrix backward (two B×M×D GEMMs),
+#: measured on CPU (1–2 threads, D = 128): gathers, a subtraction and a reduction over D per
+#: pair against fused GEMM work. So the B·K selected pairs go through the matrix when
+#: B·K·ratio > B·M, i.e. M < ratio·K.
+_RECOMPUTE_COST_RATIO = 64
+
+
+def _gradient_through_matrix(
+    embeddings: Tensor, labels: Tensor, ref_embeddings: Tensor | None
+) -> bool:
+    """Whether the B·K selected distances are cheaper to differentiate through the matrix.
+
+    K is estimated from the labels' largest class (its exact value needs the positive index,
+    which is built later); the result does not depend on the choice, only the speed.
+    """
+    n_col = embeddings.shape[0] if ref_embeddings is None else ref_embeddings.shape[0]
+    if embeddings.shape[0] == 0 or n_col == 0 or labels.numel() == 0:
+        return False
+    return n_col < _RECOMPUTE_COST_RATIO * _largest_class(labels)
+
+
+def _largest_class(labels: Tensor) -> int:
+    """The size of the most frequent label (one small host synchronisation)."""
+    return int(torch.unique(labels, return_counts=True)[1].max())
+
+
+def _selected_distances(
+    batch: BatchInput, columns: Tensor, through_matrix: bool
+) -> tuple[Tensor, Tensor]:
+    """Differentiable (B, K) d_ap and d_an at the positive slots and their chosen negatives.
+
+    Either gathered from the differentiable matrix (its backward: two GEMMs), or recomputed
+    from the rows (O(B·K·D), no B×M gradient): the same values up to the GEMM rounding
+    (refined entries are the direct ones).
+    """
+    if through_matrix:
+        graph = batch.graph
+        d_ap, d_an = graph.gather(1, batch.positives), graph.gather(1, columns)
+        if batch.metric == "euclidean" and graph is not batch.distances:  # squares
+            d_ap, d_an = safe_sqrt(d_ap), safe_sqrt(d_an)
+        return d_ap, d_an
+    rows = torch.arange(batch.num_anchors, device=batch.labels.device)[:, None]
+    rows = rows.expand_as(columns)
+    return batch.pair_distances(rows, batch.positives), batch.pair_distances(rows, columns)
 
 
 def semi_hard_negative_index(
