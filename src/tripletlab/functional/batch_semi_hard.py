@@ -170,7 +170,7 @@ def _selected_distances(
     (refined entries are the direct ones).
     """
     if through_matrix:
-        graph = batch.graph
+        graph = batch.graph if batch.graph is not None else batch.distances
         d_ap, d_an = graph.gather(1, batch.positives), graph.gather(1, columns)
         if batch.metric == "euclidean" and graph is not batch.distances:  # squares
             d_ap, d_an = safe_sqrt(d_ap), safe_sqrt(d_an)
