@@ -59,6 +59,19 @@ class _SelfSquaredDistances(torch.autograd.Function):
         return 2 * (row_weight[:, None] * xc - torch.addmm(grad @ xc, grad.T, xc))
 
 
+class _DirectSelfSquaredDistances(_SelfSquaredDistances):
+    """:class:`_SelfSquaredDistances` with every entry computed by direct differences.
+
+    The forward pass is :func:`_direct_squared_matrix` (exact decisions without refinement,
+    small batches only); the backward pass is the parent's two GEMMs.
+    """
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        ctx.save_for_backward(x - x.mean(dim=0, keepdim=True))
+        return _direct_squared_matrix(x.detach(), None).to(x.dtype)
+
+
 class _SelfCosineDistances(torch.autograd.Function):
     """1 − ⟨x̂_a, x̂_n⟩ for all pairs of rows (x̂ = x/‖x‖, 0 for a zero row), lean backward.
 
@@ -127,6 +140,9 @@ def refined_distances(
             if self_case
             else pairwise_distances(x, y, metric="cosine")
         )
+    elif self_case and (offsets or constants) and direct_matrix_is_cheaper(x, y):
+        graph = _DirectSelfSquaredDistances.apply(x)  # exact already: nothing to refine
+        offsets = constants = ()
     else:
         graph = (
             _SelfSquaredDistances.apply(x)
@@ -134,7 +150,7 @@ def refined_distances(
             else pairwise_distances(x, y, metric="sqeuclidean")
         )
     with torch.no_grad():
-        if (offsets or constants) and _direct_is_cheaper(x, y):
+        if (offsets or constants) and direct_matrix_is_cheaper(x, y):
             _direct_matrix_(graph, x.detach(), None if y is None else y.detach(), metric)
         elif offsets or constants:  # no comparison asked for: nothing to make exact
             _refine_(
@@ -169,7 +185,7 @@ def differentiable_values(graph: Tensor, values: Tensor, metric: str) -> Tensor:
 _DIRECT_MAX_WORK = 2**20
 
 
-def _direct_is_cheaper(x: Tensor, y: Tensor | None) -> bool:
+def direct_matrix_is_cheaper(x: Tensor, y: Tensor | None) -> bool:
     """Small batches of float32 (or lower) rows: the direct pass is exact and cheaper.
 
     Not float64 rows: ``cdist`` returns the norm, and its square is the sum of squares only

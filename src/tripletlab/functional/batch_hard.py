@@ -27,16 +27,15 @@ from tripletlab.functional._batch_input import (
     prepare_batch,
 )
 from tripletlab.functional._compile import eager_under_compile
-from tripletlab.functional._dense_small import DENSE_MAX_BATCH, dense_batch_hard_terms
-from tripletlab.functional._validation import (
-    check_embeddings,
-    check_labels,
-    check_scaled_result,
-    compute_dtype,
-    finite_max_abs,
-    overflow_scale,
+from tripletlab.functional._dense_small import (
+    DENSE_MAX_BATCH,
+    dense_batch_hard_terms,
+    reduce_dense,
+    small_batch_rows,
 )
-from tripletlab.functional.distances import METRIC_DEGREE
+from tripletlab.functional._validation import (
+    check_scaled_result,
+)
 from tripletlab.functional.reductions import REDUCTIONS, reduce_total
 from tripletlab.functional.smoothing import smooth_hinge
 from tripletlab.functional.triplet_types import TripletStats, batch_stats
@@ -131,24 +130,14 @@ def _dense_small_batch(
     reduction: str,
 ) -> Tensor | None:
     """The loss by the dense small-batch form, or None when the batch is not small."""
-    embeddings = check_embeddings(embeddings, "embeddings", check_values=False)
-    labels = check_labels(labels, embeddings.shape[0]).long()
-    if not 2 <= embeddings.shape[0] <= DENSE_MAX_BATCH:
+    rows = small_batch_rows(embeddings, labels, metric, DENSE_MAX_BATCH)
+    if rows is None:
         return None
-    dtype = compute_dtype(embeddings)
-    largest = finite_max_abs(embeddings, "embeddings")
-    scale = overflow_scale(largest, embeddings.shape[1], dtype)
-    unit = scale ** METRIC_DEGREE[metric]
-    x = embeddings.to(dtype) if scale == 1.0 else embeddings.to(dtype) * scale
-    d_ap, d_an, valid = dense_batch_hard_terms(x, labels, metric)
-    mu = smoothing and smoothing * unit
-    per_anchor = torch.where(valid, smooth_hinge(d_ap - d_an + margin * unit, mu), 0)
-    if unit != 1.0:
-        per_anchor = check_scaled_result(per_anchor / unit, scale, "the loss")
-    if reduction == "none":
-        return per_anchor
+    d_ap, d_an, valid = dense_batch_hard_terms(rows.x, rows.labels, metric)
+    mu = smoothing and smoothing * rows.unit
+    per_anchor = torch.where(valid, smooth_hinge(d_ap - d_an + margin * rows.unit, mu), 0)
     num_active = (per_anchor.detach() > 0).sum()
-    return reduce_total(per_anchor.sum(), valid.sum(), num_active, reduction)
+    return reduce_dense(rows, per_anchor, valid.sum(), num_active, reduction)
 
 
 def hardest_positive_index(batch: BatchInput) -> Tensor:
