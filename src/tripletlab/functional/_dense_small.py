@@ -11,7 +11,8 @@ and recomputes their distances directly, so exactly tied candidates (whose direc
 are equal) give the same loss whichever is taken. Batch-all and semi-hard compare distances
 (d_an < d_ap + m, d_an > d_ap): they run on a matrix computed entirely by direct differences
 (:func:`~tripletlab.functional._refined_distances.direct_matrix_is_cheaper`), so every
-comparison is exact, and are only used where that matrix is the cheaper one.
+comparison is exact, and are only used where that matrix is the cheaper one (B ≤ :data:`DENSE_CUBE_MAX_BATCH`
+for batch-all; up to :data:`DENSE_MAX_BATCH` for semi-hard, whose dense form is O(B² log B)).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import torch
 from torch import Tensor
 
 from tripletlab.functional._refined_distances import (
+    direct_distances,
     direct_matrix_is_cheaper,
-    refined_distances,
     unit_rows,
 )
 from tripletlab.functional._validation import (
@@ -41,9 +42,9 @@ from tripletlab.functional.smoothing import smooth_hinge
 
 #: Largest batch computed by the dense batch-hard form (B×B masks of a few hundred kB at most).
 DENSE_MAX_BATCH = 256
-#: Largest batch computed by the dense (B, B, B) batch-all and semi-hard forms: a few B³
-#: temporaries (1 MB each at B = 64). Measured on CPU (1 thread, D = 128, forward+backward):
-#: 0.6–0.8× the bucketed path's time at B = 32–64.
+#: Largest batch computed by the dense (B, B, B) batch-all form: a few B³ temporaries (1 MB
+#: each at B = 64). Measured on CPU (1 thread, D = 128, forward+backward): 0.6–0.8× the
+#: bucketed path's time at B = 32–64.
 DENSE_CUBE_MAX_BATCH = 64
 
 
@@ -71,12 +72,18 @@ def small_batch_rows(
     return SmallBatch(x=x, labels=labels, unit=scale ** METRIC_DEGREE[metric], scale=scale)
 
 
-def cube_rows(embeddings: Tensor, labels: Tensor, metric: str) -> SmallBatch | None:
-    """:func:`small_batch_rows` for the (B, B, B) forms: None unless small and exact-direct."""
-    rows = small_batch_rows(embeddings, labels, metric, DENSE_CUBE_MAX_BATCH)
-    if rows is None or not direct_matrix_is_cheaper(rows.x, None):
+def direct_rows(
+    embeddings: Tensor, labels: Tensor, metric: str, max_batch: int
+) -> SmallBatch | None:
+    """:func:`small_batch_rows` where the exact direct matrix is the cheaper one; else None."""
+    rows = small_batch_rows(embeddings, labels, metric, max_batch)
+    if rows is None:
         return None
-    return rows
+    if direct_matrix_is_cheaper(rows.x, None):
+        return rows
+    # larger: direct still wins with many positives a row (K = the largest class − 1)
+    largest_class = int(torch.unique(rows.labels, return_counts=True)[1].max())
+    return rows if direct_matrix_is_cheaper(rows.x, None, largest_class - 1) else None
 
 
 def reduce_dense(
@@ -163,11 +170,16 @@ class _DenseBatchAll(torch.autograd.Function):
         return grad, None, None, None, None, None
 
 
+def cube_rows(embeddings: Tensor, labels: Tensor, metric: str) -> SmallBatch | None:
+    """:func:`direct_rows` for the (B, B, B) batch-all form."""
+    return direct_rows(embeddings, labels, metric, DENSE_CUBE_MAX_BATCH)
+
+
 def dense_batch_all_terms(
     rows: SmallBatch, metric: str, margin: float, smoothing: float | None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(per-anchor sums, per-anchor active counts, number of valid triplets), scaled units."""
-    graph, values = refined_distances(rows.x, metric, offsets=(0.0, margin))
+    graph, values = direct_distances(rows.x, metric)
     positive, negative = label_masks(rows.labels)
     roots = None if graph is values else values
     per_anchor, active = _DenseBatchAll.apply(graph, roots, positive, negative, margin, smoothing)
@@ -184,7 +196,7 @@ def dense_semi_hard_terms(
     (the anchor's closest or farthest negative; ``"skip"`` drops the pair). O(B² log B): one
     sort of each row's negatives and a binary search per pair (as sentence-transformers).
     """
-    graph, values = refined_distances(rows.x, metric, offsets=(0.0, margin))
+    graph, values = direct_distances(rows.x, metric)
     positive, negative = label_masks(rows.labels)
     with torch.no_grad():
         d = values.detach()

@@ -133,26 +133,24 @@ def refined_distances(
         as ``graph`` except for ``"euclidean"``, where it is detached when ``graph`` needs a
         gradient).
     """
-    self_case = y is None
+    k = 0 if positives is None else positives.shape[1]
+    exact_asked = bool(offsets or constants)  # no comparison asked for: nothing to make exact
+    if exact_asked and direct_matrix_is_cheaper(x, y, k):
+        return direct_distances(x, metric, y)
     if metric == "cosine":
         graph = (
             _SelfCosineDistances.apply(x)
-            if self_case
+            if y is None
             else pairwise_distances(x, y, metric="cosine")
         )
-    elif self_case and (offsets or constants) and direct_matrix_is_cheaper(x, y):
-        graph = _DirectSelfSquaredDistances.apply(x)  # exact already: nothing to refine
-        offsets = constants = ()
     else:
         graph = (
             _SelfSquaredDistances.apply(x)
-            if self_case
+            if y is None
             else pairwise_distances(x, y, metric="sqeuclidean")
         )
-    with torch.no_grad():
-        if (offsets or constants) and direct_matrix_is_cheaper(x, y):
-            _direct_matrix_(graph, x.detach(), None if y is None else y.detach(), metric)
-        elif offsets or constants:  # no comparison asked for: nothing to make exact
+    if exact_asked:
+        with torch.no_grad():
             _refine_(
                 graph,
                 x.detach(),
@@ -163,11 +161,36 @@ def refined_distances(
                 offsets,
                 constants,
             )
-        if metric != "euclidean":
-            return graph, graph
+    return _graph_and_values(graph, metric)
+
+
+def direct_distances(x: Tensor, metric: str, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(graph, values)`` as :func:`refined_distances`, every entry by direct differences.
+
+    Exact decisions everywhere, no refinement; the cost is a B·M·D pass in float64 (see
+    :func:`direct_matrix_is_cheaper`). The gradient is the GEMM form's.
+    """
+    if y is None and metric != "cosine":
+        graph = _DirectSelfSquaredDistances.apply(x)
+    else:
+        graph = (
+            _SelfCosineDistances.apply(x)
+            if y is None
+            else pairwise_distances(x, y, metric="cosine" if metric == "cosine" else "sqeuclidean")
+        )
+        with torch.no_grad():
+            _direct_matrix_(graph, x.detach(), None if y is None else y.detach(), metric)
+    return _graph_and_values(graph, metric)
+
+
+def _graph_and_values(graph: Tensor, metric: str) -> tuple[Tensor, Tensor]:
+    """The differentiable matrix and the distances in metric units (see refined_distances)."""
+    if metric != "euclidean":
+        return graph, graph
+    with torch.no_grad():
         if graph.requires_grad:
             return graph, graph.detach().sqrt()
-    return graph, graph.sqrt_()
+        return graph, graph.sqrt_()
 
 
 def differentiable_values(graph: Tensor, values: Tensor, metric: str) -> Tensor:
@@ -183,10 +206,18 @@ def differentiable_values(graph: Tensor, values: Tensor, metric: str) -> Tensor:
 #: exceeds the direct pass (measured on CPU: B = M = 64, D = 128: 0.3–0.4 ms direct against
 #: 0.6–0.7 ms refined).
 _DIRECT_MAX_WORK = 2**20
+#: Above that, up to this much work, the direct pass still wins when the refinement must
+#: recompute many positive pairs (B·K of them, gathered row by row): measured on CPU, 1
+#: thread, D = 128, semi-hard / batch-all forward+backward: B = 128, K = 16: 6.8 / 5.5 ms
+#: direct against 10.8 / 13.5 ms refined; B = 256, K = 16: 15.7 / 14.8 against 25.3 / 22.9;
+#: but B = 128 and 256 with K = 4: 25–75 % slower direct.
+_DIRECT_MAX_WORK_MANY_POSITIVES = 2**25
+#: "Many positives": M ≤ this × K.
+_DIRECT_COLUMNS_PER_POSITIVE = 16
 
 
-def direct_matrix_is_cheaper(x: Tensor, y: Tensor | None) -> bool:
-    """Small batches of float32 (or lower) rows: the direct pass is exact and cheaper.
+def direct_matrix_is_cheaper(x: Tensor, y: Tensor | None, k: int = 0) -> bool:
+    """Float32 (or lower) rows, small batches or many positives (``k`` a row): go direct.
 
     Not float64 rows: ``cdist`` returns the norm, and its square is the sum of squares only
     to a float64 rounding — which the final rounding to float32 absorbs, but float64 keeps.
@@ -194,7 +225,11 @@ def direct_matrix_is_cheaper(x: Tensor, y: Tensor | None) -> bool:
     if x.dtype == torch.float64:
         return False
     n_cols = x.shape[0] if y is None else y.shape[0]
-    return x.shape[0] * n_cols * max(1, x.shape[1]) <= _DIRECT_MAX_WORK
+    work = x.shape[0] * n_cols * max(1, x.shape[1])
+    if work <= _DIRECT_MAX_WORK:
+        return True
+    many_positives = n_cols <= _DIRECT_COLUMNS_PER_POSITIVE * k
+    return many_positives and work <= _DIRECT_MAX_WORK_MANY_POSITIVES
 
 
 def _direct_matrix_(matrix: Tensor, x: Tensor, y: Tensor | None, metric: str) -> None:

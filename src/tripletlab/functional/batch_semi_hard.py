@@ -36,7 +36,12 @@ from tripletlab.functional._batch_input import (
     prepare_batch,
 )
 from tripletlab.functional._compile import eager_under_compile
-from tripletlab.functional._dense_small import cube_rows, dense_semi_hard_terms, reduce_dense
+from tripletlab.functional._dense_small import (
+    DENSE_MAX_BATCH,
+    dense_semi_hard_terms,
+    direct_rows,
+    reduce_dense,
+)
 from tripletlab.functional._validation import check_choice, check_scaled_result
 from tripletlab.functional.batch_hard import easiest_negative_index
 from tripletlab.functional.distances import safe_sqrt
@@ -92,11 +97,8 @@ def batch_semi_hard_triplet_loss(
     """
     margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
     check_choice(fallback, "fallback", FALLBACKS)
-    rows = (
-        cube_rows(embeddings, labels, metric)
-        if ref_embeddings is None and not return_stats
-        else None
-    )
+    dense = ref_embeddings is None and not return_stats
+    rows = direct_rows(embeddings, labels, metric, DENSE_MAX_BATCH) if dense else None
     if rows is not None:
         mu = smoothing and smoothing * rows.unit
         terms, pair_valid = dense_semi_hard_terms(rows, metric, margin * rows.unit, mu, fallback)
