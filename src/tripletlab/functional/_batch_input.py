@@ -112,6 +112,7 @@ def prepare_batch(
     differentiable: bool = True,
     margin: float = 0.0,
     offsets: tuple[float, ...] | None = None,
+    roots_in_place: bool = False,
 ) -> BatchInput:
     """Validate a batch, compute its distance matrix and positive index.
 
@@ -126,6 +127,9 @@ def prepare_batch(
     that depend on a few selected distances only (batch-hard, semi-hard) select with it and
     recompute the selected distances from the embeddings (:meth:`BatchInput.pair_distances`),
     so their backward pass is O(B·D) instead of a B×B matrix and two GEMMs.
+
+    ``roots_in_place``: see :func:`~tripletlab.functional._refined_distances.refined_distances`
+    (``graph`` is then only an autograd handle; ``distances`` holds the values).
     """
     check_embeddings(embeddings, "embeddings", check_values=False)
     labels = check_labels(labels, embeddings.shape[0]).long()
@@ -164,6 +168,7 @@ def prepare_batch(
                 positives,
                 positive_mask,
                 offsets=tuple(o * unit for o in ((0.0, margin) if offsets is None else offsets)),
+                roots_in_place=roots_in_place,
             )
     batch = index_batch(values, labels, None if self_case else ref, (positives, positive_mask))
     columns = x if self_case else y

@@ -114,6 +114,7 @@ def refined_distances(
     positive_mask: Tensor | None = None,
     offsets: tuple[float, ...] = (),
     constants: tuple[float, ...] = (),
+    roots_in_place: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Distances with exact decisions at the critical values; ``(graph, values)``.
 
@@ -126,6 +127,10 @@ def refined_distances(
         y: (M, D) reference rows, or None for the batch against itself.
         positives, positive_mask: (B, K) column indices of the positives and their validity.
         offsets, constants: see above.
+        roots_in_place: for ``"euclidean"`` with a gradient, take the square roots in the
+            storage of ``graph`` (one B×M matrix less): ``graph`` is then only the autograd
+            handle of the squared matrix, its data are the distances (the caller applies the
+            chain rule itself, as batch-all does).
 
     Returns:
         ``graph``: the differentiable matrix — the squared distances for ``"euclidean"``, the
@@ -136,7 +141,7 @@ def refined_distances(
     k = 0 if positives is None else positives.shape[1]
     exact_asked = bool(offsets or constants)  # no comparison asked for: nothing to make exact
     if exact_asked and direct_matrix_is_cheaper(x, y, k):
-        return direct_distances(x, metric, y)
+        return direct_distances(x, metric, y, roots_in_place)
     if metric == "cosine":
         graph = (
             _SelfCosineDistances.apply(x)
@@ -161,10 +166,12 @@ def refined_distances(
                 offsets,
                 constants,
             )
-    return _graph_and_values(graph, metric)
+    return _graph_and_values(graph, metric, roots_in_place)
 
 
-def direct_distances(x: Tensor, metric: str, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def direct_distances(
+    x: Tensor, metric: str, y: Tensor | None = None, roots_in_place: bool = False
+) -> tuple[Tensor, Tensor]:
     """``(graph, values)`` as :func:`refined_distances`, every entry by direct differences.
 
     Exact decisions everywhere, no refinement; the cost is a B·M·D pass in float64 (see
@@ -180,16 +187,20 @@ def direct_distances(x: Tensor, metric: str, y: Tensor | None = None) -> tuple[T
         )
         with torch.no_grad():
             _direct_matrix_(graph, x.detach(), None if y is None else y.detach(), metric)
-    return _graph_and_values(graph, metric)
+    return _graph_and_values(graph, metric, roots_in_place)
 
 
-def _graph_and_values(graph: Tensor, metric: str) -> tuple[Tensor, Tensor]:
+def _graph_and_values(
+    graph: Tensor, metric: str, roots_in_place: bool = False
+) -> tuple[Tensor, Tensor]:
     """The differentiable matrix and the distances in metric units (see refined_distances)."""
     if metric != "euclidean":
         return graph, graph
     with torch.no_grad():
         if graph.requires_grad:
-            return graph, graph.detach().sqrt()
+            # the squared-distance Functions keep only their rows for the backward pass, so
+            # their output's data may be overwritten
+            return graph, graph.detach().sqrt_() if roots_in_place else graph.detach().sqrt()
         return graph, graph.sqrt_()
 
 

@@ -75,10 +75,17 @@ def direct_cosine(
     return torch.where(zero, torch.ones_like(half), half)
 
 
+#: Pairs recomputed directly at once: the temporaries are a few (pairs, D) float64 blocks
+#: (16 MB each at D = 128), however many pairs a batch has (B·K positives: 131,072 at
+#: B = 8192, K = 16 — 0.5 GB of temporaries in one go).
+_DIRECT_PAIRS_PER_CHUNK = 2**14
+
+
 def refine_pairs_(values: Tensor, rows: Tensor, cols: Tensor, direct) -> None:
     """Overwrite ``values[rows, cols]`` with ``direct(rows, cols)`` (in place, no autograd)."""
-    if rows.numel():
-        values[rows, cols] = direct(rows, cols)
+    for start in range(0, rows.numel(), _DIRECT_PAIRS_PER_CHUNK):
+        chunk = slice(start, start + _DIRECT_PAIRS_PER_CHUNK)
+        values[rows[chunk], cols[chunk]] = direct(rows[chunk], cols[chunk])
 
 
 def refine_near_critical_(

@@ -41,6 +41,7 @@ from tripletlab.functional._batch_input import (
 )
 from tripletlab.functional._compile import eager_under_compile
 from tripletlab.functional._dense_small import cube_rows, dense_batch_all_terms, reduce_dense
+from tripletlab.functional._self_distance_backward import self_distance_backward
 from tripletlab.functional._validation import check_scaled_result
 from tripletlab.functional.reductions import REDUCTIONS, reduce_total
 from tripletlab.functional.triplet_types import TripletStats, batch_stats
@@ -106,8 +107,21 @@ def batch_all_triplet_loss(
     # the hinge compares d_an with d_ap + m only (its statistics with d_ap too); the smoothed
     # loss decides nothing: only those comparisons need exact distances
     offsets = (0.0, margin) if return_stats else () if smoothing else (margin,)
+    # the hinge of a batch against itself is differentiated by row blocks from the rows
+    # (no differentiable matrix); otherwise, euclidean: the Functions take the distances and
+    # apply the chain rule to the squares themselves, so the roots replace the squares in
+    # place (one B×M matrix less)
+    by_blocks = ref_embeddings is None and smoothing is None
     batch = prepare_batch(
-        embeddings, labels, metric, ref_embeddings, ref_labels, margin=margin, offsets=offsets
+        embeddings,
+        labels,
+        metric,
+        ref_embeddings,
+        ref_labels,
+        differentiable=not by_blocks,
+        margin=margin,
+        offsets=offsets,
+        roots_in_place=True,
     )
     # distances are in units scaled by batch.unit (overflow protection): so are m and μ
     scaled_margin = margin * batch.unit
@@ -116,6 +130,10 @@ def batch_all_triplet_loss(
     values = None if batch.graph is batch.distances else batch.distances
     if batch.k == 0 or batch.num_columns == 0:
         per_anchor, active = empty_batch_terms(batch)
+    elif by_blocks:
+        per_anchor, active = _SelfBatchAllHinge.apply(
+            batch.embeddings, batch, scaled_margin, memory_budget
+        )
     elif smoothing is None:
         per_anchor, active = _BatchAllHinge.apply(
             batch.graph,
@@ -162,6 +180,63 @@ def _sorted_thresholds(batch: BatchInput, d: Tensor, margin: float) -> tuple[Ten
     return thresholds.sort(dim=1)
 
 
+def _hinge_sums(
+    batch: BatchInput, d: Tensor, margin: float, memory_budget: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(per-anchor sums, per-anchor active counts, w (B, M), counts (B, K)) of the hinge."""
+    k = batch.k
+    weight_dtype = torch.uint8 if k < 255 else torch.int32
+    weights = torch.empty(d.shape, dtype=weight_dtype, device=d.device)
+    if d.shape[0] * k * d.shape[1] <= _BROADCAST_MAX_ELEMENTS:
+        counts, negative_part = _hinge_terms_by_broadcast(batch, d, margin, weights)
+    elif k <= _COMPARE_MAX_K:
+        counts, negative_part = _hinge_terms_by_comparison(batch, d, margin, weights, memory_budget)
+    else:
+        counts, negative_part = _hinge_terms_by_search(batch, d, margin, weights, memory_budget)
+    thresholds = torch.where(batch.positive_mask, d.gather(1, batch.positives) + margin, 0)
+    per_anchor = (thresholds * counts.to(d.dtype)).sum(1) - negative_part
+    per_anchor = per_anchor.clamp_min(0)  # a sum of hinges; clamps rounding only
+    return per_anchor, counts.sum(1), weights, counts
+
+
+class _SelfBatchAllHinge(torch.autograd.Function):
+    """The hinge batch-all of a batch against itself, differentiated by row blocks.
+
+    Takes the rows x and the prepared (non-differentiable) batch; its backward builds
+    ∂L/∂D block by block (−w·g at the negatives, the counts·g at the positives, the root's
+    chain rule for euclidean) and passes it through
+    :func:`~tripletlab.functional._self_distance_backward.self_distance_backward`: no B×B
+    gradient is ever held whole (the memory of the squared form for every metric).
+    """
+
+    @staticmethod
+    def forward(ctx, x, batch, margin, memory_budget):  # type: ignore[override]
+        d = batch.distances
+        per_anchor, active, weights, counts = _hinge_sums(batch, d, margin, memory_budget)
+        roots = d if batch.metric == "euclidean" else None
+        ctx.save_for_backward(x, weights, counts, batch.positives, roots)
+        ctx.metric, ctx.memory_budget = batch.metric, memory_budget
+        ctx.mark_non_differentiable(active)
+        return per_anchor, active
+
+    @staticmethod
+    def backward(ctx, grad_per_anchor, _grad_active):  # type: ignore[override]
+        x, weights, counts, positives, roots = ctx.saved_tensors
+        g = grad_per_anchor.to(x.dtype)
+
+        def gradient_rows(rows: slice) -> Tensor:
+            block = weights[rows].to(x.dtype).mul_(-g[rows, None])
+            block.scatter_add_(1, positives[rows], counts[rows].to(x.dtype) * g[rows, None])
+            if roots is not None:  # ∂D/∂S = 1/(2D), 0 where D = 0 (a finite subgradient)
+                root = roots[rows]
+                block.div_(root).mul_(0.5).masked_fill_(root == 0, 0)
+            return block
+
+        metric = "cosine" if ctx.metric == "cosine" else "sqeuclidean"
+        grad = self_distance_backward(x, metric, gradient_rows, ctx.memory_budget)
+        return grad, None, None, None
+
+
 class _BatchAllHinge(torch.autograd.Function):
     """Per-anchor hinge batch-all sums from the distance matrix, with dL/dD written directly."""
 
@@ -169,21 +244,7 @@ class _BatchAllHinge(torch.autograd.Function):
     def forward(ctx, graph, values, positives, positive_mask, batch, margin, memory_budget):  # type: ignore[override]
         # values: the distances when ``graph`` holds their squares (euclidean), else None
         d = graph.detach() if values is None else values
-        k = positives.shape[1]
-        weight_dtype = torch.uint8 if k < 255 else torch.int32
-        weights = torch.empty(d.shape, dtype=weight_dtype, device=d.device)
-        if d.shape[0] * k * d.shape[1] <= _BROADCAST_MAX_ELEMENTS:
-            counts, negative_part = _hinge_terms_by_broadcast(batch, d, margin, weights)
-        elif k <= _COMPARE_MAX_K:
-            counts, negative_part = _hinge_terms_by_comparison(
-                batch, d, margin, weights, memory_budget
-            )
-        else:
-            counts, negative_part = _hinge_terms_by_search(batch, d, margin, weights, memory_budget)
-        thresholds = torch.where(positive_mask, d.gather(1, positives) + margin, 0)
-        per_anchor = (thresholds * counts.to(d.dtype)).sum(1) - negative_part
-        per_anchor = per_anchor.clamp_min(0)  # a sum of hinges; clamps rounding only
-        active = counts.sum(1)
+        per_anchor, active, weights, counts = _hinge_sums(batch, d, margin, memory_budget)
         ctx.save_for_backward(weights, counts, positives, d if values is not None else None)
         ctx.memory_budget = memory_budget
         ctx.mark_non_differentiable(active)
