@@ -103,10 +103,12 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def worker(method: str, b: int, k: int, repeats: int, max_seconds: float, metric: str) -> dict:
+def worker(
+    method: str, b: int, k: int, repeats: int, max_seconds: float, metric: str, threads: int = 2
+) -> dict:
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
     # L2-normalised rows (the inputs): every method sees the same tensor
     x = torch.nn.functional.normalize(torch.randn(b, D, generator=g), dim=1)
@@ -174,6 +176,7 @@ def run_config(method: str, b: int, k: int, args) -> dict:
         str(args.repeats),
         str(args.max_seconds),
         args.metric,
+        str(args.threads),
     ]
     env = dict(os.environ)
     env.pop("OMP_WAIT_POLICY", None)
@@ -477,12 +480,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--small", action="store_true", help="the small-B grid: B ≤ 256")
     parser.add_argument("--draft", type=Path, default=DRAFT, help="markdown table written here")
     parser.add_argument(
-        "--worker", nargs=6, metavar=("METHOD", "B", "K", "REPEATS", "SECS", "METRIC")
+        "--worker", nargs=7, metavar=("METHOD", "B", "K", "REPEATS", "SECS", "METRIC", "THREADS")
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch threads per configuration (1 on a machine shared with other jobs: a "
+        "spinning OpenMP team waiting for a descheduled thread swamps every timing)",
     )
     args = parser.parse_args(argv)
     if args.worker:
-        method, b, k, repeats, secs, metric = args.worker
-        print(json.dumps(worker(method, int(b), int(k), int(repeats), float(secs), metric)))
+        method, b, k, repeats, secs, metric, threads = args.worker
+        result = worker(method, int(b), int(k), int(repeats), float(secs), metric, int(threads))
+        print(json.dumps(result))
         return
     default_b = SMALL_B if args.small else FULL_B
     default_k = SMALL_K if args.small else FULL_K
@@ -493,6 +504,7 @@ def main(argv: list[str] | None = None) -> None:
     methods = args.methods or METHODS
     result = {"machine": _machine(), "records": []}
     result["machine"]["omp_wait_policy"] = args.omp_wait_policy
+    result["machine"]["threads"] = args.threads
     for k in ks:
         for b in bs:
             if 2 * k > b:
