@@ -14,6 +14,7 @@ Select it with ``--hypothesis-profile`` or ``TRIPLETLAB_HYPOTHESIS_PROFILE=explo
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # scikit-learn's check_array_api_input (run by tests/test_estimator.py) checks that enabling
@@ -26,13 +27,44 @@ settings.register_profile(
     derandomize=True,
     database=None,
     print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
+    # the batch-loss tests choose their implementation path once per test (a patched module
+    # constant, see loss_path below), not per example: a function-scoped fixture is right
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 # max_examples given by a test's own @settings wins over a profile's, so "explore" widens the
 # search by drawing fresh seeds on every run rather than by example counts alone.
-settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.register_profile(
+    "explore",
+    derandomize=False,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 if os.environ.get("CI") == "true":
     settings.load_profile("deterministic")
 else:
     settings.load_profile(os.environ.get("TRIPLETLAB_HYPOTHESIS_PROFILE", "deterministic"))
+
+
+def force_general_loss_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switch off the small-batch shortcuts of the batch losses for one test.
+
+    Small float32 batches take dense forms on a directly computed distance matrix
+    (functional/_dense_small.py); the bucketed forms and the tie refinement of the GEMM
+    matrix (functional/_ties.py) then only run on large batches. This makes every batch take
+    them, so the same tests check both implementations.
+    """
+    import tripletlab.functional._refined_distances as refined
+    import tripletlab.functional.batch_hard as batch_hard
+
+    monkeypatch.setattr(refined, "_DIRECT_MAX_WORK", 0)
+    monkeypatch.setattr(refined, "_DIRECT_MAX_WORK_MANY_POSITIVES", 0)
+    monkeypatch.setattr(batch_hard, "DENSE_MAX_BATCH", 0)
+
+
+@pytest.fixture(params=["dense", "general"])
+def loss_path(request, monkeypatch):
+    """Run a batch-loss test on the small-batch forms and again on the general ones."""
+    if request.param == "general":
+        force_general_loss_path(monkeypatch)
+    return request.param

@@ -9,6 +9,9 @@ from tripletlab.functional import batch_all_triplet_loss
 from tripletlab.functional._batch_input import prepare_batch
 from tripletlab.functional.batch_all import _BatchAllHinge, _BatchAllSmooth
 
+# every test runs on the small-batch forms and on the general ones (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("loss_path")
+
 METRICS = ["sqeuclidean", "euclidean", "cosine"]
 REDUCTIONS = ["mean", "mean_active", "sum", "none"]
 

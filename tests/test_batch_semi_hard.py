@@ -7,6 +7,9 @@ from batch_references import batch_semi_hard_reference, random_batch
 from tripletlab import BatchSemiHardTripletLoss
 from tripletlab.functional import batch_semi_hard_triplet_loss
 
+# every test runs on the small-batch forms and on the general ones (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("loss_path")
+
 METRICS = ["sqeuclidean", "euclidean", "cosine"]
 REDUCTIONS = ["mean", "mean_active", "sum", "none"]
 FALLBACKS = ["hardest", "easiest", "skip"]

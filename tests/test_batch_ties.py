@@ -31,6 +31,9 @@ from tripletlab.functional import (
 )
 from tripletlab.functional._batch_input import prepare_batch
 
+# every test runs on the small-batch forms and on the general ones (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("loss_path")
+
 LOSSES = {
     "all": (batch_all_triplet_loss, batch_all_reference),
     "hard": (batch_hard_triplet_loss, batch_hard_reference),

@@ -126,9 +126,10 @@ def dense_hardest_pairs(x: Tensor, labels: Tensor, metric: str) -> tuple[Tensor,
 def dense_batch_hard_terms(x: Tensor, labels: Tensor, metric: str) -> tuple[Tensor, Tensor, Tensor]:
     """(d_ap, d_an, valid) of each anchor's hardest triplet, distances recomputed directly."""
     p, n, valid = dense_hardest_pairs(x, labels, metric)
-    # index_select: its backward is index_add_, cheaper than advanced indexing's index_put_
-    d_ap = row_distance(x, x.index_select(0, p), metric)
-    d_an = row_distance(x, x.index_select(0, n), metric)
+    # both pairs of every anchor in one pass (half the operator calls of two); index_select:
+    # its backward is index_add_, cheaper than advanced indexing's index_put_
+    both = row_distance(torch.cat([x, x]), x.index_select(0, torch.cat([p, n])), metric)
+    d_ap, d_an = both.split(x.shape[0])
     return d_ap, d_an, valid
 
 
