@@ -62,10 +62,10 @@ def make_trainer(method: str, seed: int, compiled: bool):
     return step
 
 
-def measure(batch_size: int, steps: int, k: int, compile_tl: bool) -> list[dict]:
+def measure(batch_size: int, steps: int, k: int, compile_tl: bool, threads: int = 2) -> list[dict]:
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
     batches = []
     for _ in range(steps + 2):  # two warm-up steps (the compiled one compiles there)
@@ -102,9 +102,10 @@ def measure(batch_size: int, steps: int, k: int, compile_tl: bool) -> list[dict]
     return records
 
 
-def markdown(records: list[dict], load: str) -> str:
+def markdown(records: list[dict], load: str, threads: int = 2) -> str:
     lines = [
-        "Training step (MLP 256→512→128, Adam, Euclidean, margin 0.2, K = 4), CPU, 2 threads, "
+        "Training step (MLP 256→512→128, Adam, Euclidean, margin 0.2, K = 4), CPU, "
+        f"{threads} thread{'s' if threads > 1 else ''}, "
         f"one process, interleaved; load average {load}. CUDA unmeasured (no GPU).",
         "",
         "| loss | B | implementation | steps/s | vs tripletlab | final loss |",
@@ -133,14 +134,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled variant")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads (1 on a busy machine)"
+    )
     args = parser.parse_args(argv)
     load_start = " ".join(f"{v:.2f}" for v in os.getloadavg())
     records = []
     for b in args.batch_sizes:
-        records += measure(b, args.steps, args.k, not args.no_compile)
+        records += measure(b, args.steps, args.k, not args.no_compile, args.threads)
         print(f"B={b} done", flush=True)
     load = f"{load_start} → " + " ".join(f"{v:.2f}" for v in os.getloadavg())
-    table = markdown(records, load)
+    table = markdown(records, load, args.threads)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"records": records, "markdown": table}, indent=2) + "\n")
     print(table)
