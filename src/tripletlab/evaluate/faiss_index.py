@@ -11,8 +11,9 @@ composite int64 keys, without gathering the candidate vectors again.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -20,11 +21,24 @@ from tripletlab.evaluate.knn import KNNResult, _check_exclude, _check_k
 from tripletlab.evaluate.selection import INDEX_BITS, split_keys
 from tripletlab.validation import check_embeddings
 
-if TYPE_CHECKING:
-    from tripletlab.evaluate.knn_faiss import FaissKNN
-
 _COSINE_EPS = 1e-12
 _EXTRA_CANDIDATES = 8  # flat: faiss proposes k + 8, torch re-ranks exactly
+
+
+class IndexSettings(Protocol):
+    """What an index takes from the :class:`~tripletlab.evaluate.knn_faiss.FaissKNN` that
+    builds it (a protocol: the two modules do not import each other)."""
+
+    index_type: str
+    ef_search: int | None
+    query_chunk: int
+
+    @property
+    def exact(self) -> bool: ...
+
+    def _make_index(self, dim: int, metric: str, n: int) -> tuple[Any, Any]: ...
+
+    def _training_sample(self, data: np.ndarray) -> np.ndarray: ...
 
 
 class FaissIndex:
@@ -33,7 +47,7 @@ class FaissIndex:
     Made by :meth:`FaissKNN.build`; see there. ``search(queries, k, exclude=None)``.
     """
 
-    def __init__(self, owner: FaissKNN, references: Tensor, metric: str) -> None:
+    def __init__(self, owner: IndexSettings, references: Tensor, metric: str) -> None:
         self.owner = owner
         self.metric = metric
         self._source = references.detach()  # held: its memory is not reused meanwhile
