@@ -3,10 +3,19 @@ without re-ranking / query expansion.
 
 Without a layout (``--dataset market1501:PATH`` …, a manifest CSV, or a run trained on one)
 and without ``--query/--gallery``, the run's test split is evaluated beside the raw-feature
-baseline, with the kNN search chosen by ``--exact`` / ``--approximate ivf|hnsw``,
-``--chunk-memory`` and ``--knn-threads``. Otherwise the protocol of the layout (or of the
-query / gallery sets) is computed exactly in chunks of ``--chunk-memory`` MiB, each metric
-shown plain and with ``--rerank`` / ``--qe``.
+baseline, with the kNN search chosen by ``--exact`` / ``--approximate ivf|hnsw`` (faiss
+parameters ``--nlist``/``--nprobe`` or ``--hnsw-m``/``--ef-construction``/``--ef-search``),
+``--chunk-memory`` and ``--knn-threads``. An approximate search is shown with each metric's
+exact-vs-approximate gap, measured on ``--gap-queries`` sampled queries (0: not measured).
+``--sharded`` runs under ``torchrun --nproc-per-node N -m tripletlab.cli evaluate RUN
+--sharded``: each rank embeds and queries its share of the set (gloo), rank 0 prints the
+result, equal to one process's. Otherwise the protocol of the layout (or of the query /
+gallery sets) is computed exactly in chunks of ``--chunk-memory`` MiB, each metric shown
+plain and with ``--rerank`` / ``--qe``.
+
+A flag that does not apply to the evaluation asked for (a faiss parameter of the other
+index type or without ``--approximate``, ``--sharded`` outside torchrun…) is refused with
+one line and exit status 2, never ignored.
 """
 
 from __future__ import annotations
