@@ -127,7 +127,7 @@ def _run_dataset(run: str) -> str | None:
     return dataset if isinstance(dataset, str) else None
 
 
-#: faiss parameters of each ``--approximate`` index type: option name -> ``knn_options`` key.
+#: faiss parameters of each ``--approximate`` index type: ``knn_options`` key -> its flag.
 INDEX_OPTIONS: dict[str, dict[str, str]] = {
     "ivf": {"nlist": "--nlist", "nprobe": "--nprobe"},
     "hnsw": {"hnsw_m": "--hnsw-m", "ef_construction": "--ef-construction",
