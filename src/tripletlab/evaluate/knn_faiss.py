@@ -148,7 +148,8 @@ class FaissKNN:
     def __repr__(self) -> str:
         return (
             f"FaissKNN(index_type={self.index_type!r}, nlist={self.nlist}, nprobe={self.nprobe}, "
-            f"hnsw_m={self.hnsw_m}, ef_search={self.ef_search})"
+            f"hnsw_m={self.hnsw_m}, ef_construction={self.ef_construction}, "
+            f"ef_search={self.ef_search})"
         )
 
     @property
