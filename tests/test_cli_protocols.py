@@ -185,6 +185,9 @@ def test_plain_evaluation_takes_the_knn_flags(layouts) -> None:
         "evaluate", layouts["run"], "--dataset", folder, "--exact", "--approximate", "ivf"
     )
     assert "full exact rankings" in _fails("evaluate", layouts["run"], "--approximate", "hnsw")
+    for flags in (["--sharded"], ["--knn-threads", 1]):  # refused, not ignored
+        assert "full exact rankings" in _fails("evaluate", layouts["run"], *flags)
+    assert "applies to --approximate ivf" in _fails("evaluate", layouts["run"], "--nprobe", 4)
     assert "--rerank" in _fails("evaluate", layouts["run"], "--dataset", folder, "--rerank")
 
 

@@ -158,3 +158,47 @@ def test_retrieval_metrics_with_faiss_flat_equal_the_torch_backend(metric: str) 
     want = retrieval_metrics(emb, labels, metric=metric)
     got = retrieval_metrics(emb, labels, metric=metric, knn=knn_faiss.FaissKNN("flat"))
     assert got == want
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean", "cosine"])
+def test_an_exhaustive_ivf_orders_ties_and_excludes_like_the_torch_backend(metric: str) -> None:
+    knn_faiss = _faiss_knn()
+    # integer grid points, each twice, off the origin (cosine needs a direction): many exact
+    # L2 ties, which faiss's own distances must order by index exactly as the torch backend
+    grid = torch.cartesian_prod(torch.arange(1.0, 5.0), torch.arange(1.0, 5.0))
+    points = torch.cat([grid, grid])
+    backend = knn_faiss.FaissKNN("ivf", nlist=1, nprobe=1, query_chunk=7)
+    got = backend.search(points, 6, metric=metric)
+    want = TorchKNN().search(points, 6, metric=metric)
+    torch.testing.assert_close(got.distances, want.distances, rtol=1e-6, atol=1e-6)
+    if metric != "cosine":  # cosines of collinear points are 0 only up to rounding
+        assert torch.equal(got.indices, want.indices)
+    assert not (got.indices == torch.arange(len(points))[:, None]).any()
+
+
+def test_neighbours_an_ivf_cannot_reach_are_last_as_minus_one_at_infinity() -> None:
+    knn_faiss = _faiss_knn()
+    gen = torch.Generator().manual_seed(5)
+    centres = 50 * torch.eye(4)  # 4 far clusters: one probed cell holds one cluster
+    refs = centres[torch.arange(400) % 4] + torch.randn(400, 4, generator=gen)
+    found = knn_faiss.FaissKNN("ivf", nlist=4, nprobe=1).search(refs, 150)
+    missing = found.indices < 0
+    assert missing[:, -1].all() and not missing[:, 0].any()  # 99 per cell: 51 slots empty
+    assert torch.isinf(found.distances[missing]).all()
+    assert torch.isfinite(found.distances[~missing]).all()
+    assert not (found.indices == torch.arange(400)[:, None]).any()  # each query left out
+
+
+def test_the_index_is_built_once_per_reference_set() -> None:
+    knn_faiss = _faiss_knn()
+    refs = torch.randn(300, 4, generator=torch.Generator().manual_seed(6))
+    backend = knn_faiss.FaissKNN("ivf", nlist=4)
+    index = backend.build(refs)
+    assert backend.build(refs.detach()) is index  # same memory, unchanged: reused
+    assert backend.build(refs, metric="cosine") is not index  # another metric
+    again = backend.build(refs)
+    refs[0] += 1.0  # changed in place: the index is stale
+    rebuilt = backend.build(refs)
+    assert rebuilt is not again
+    assert torch.equal(rebuilt.references[0], refs[0])
+    assert backend.build(refs.clone()) is not rebuilt  # equal values, other memory

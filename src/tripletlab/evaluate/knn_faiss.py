@@ -12,6 +12,11 @@ torch backend, so evaluation and offline mining take either. Three index types:
 * ``"hnsw"`` — hierarchical navigable small-world graph (``IndexHNSWFlat``). Approximate; no
   training, fast queries, slower to build.
 
+An index is built (trained, filled) once per reference set: :class:`FaissKNN` keeps the last
+one and reuses it while the same references are searched again — the chunks of an
+evaluation, its exact-vs-approximate gap, a recall check. Another tensor, or the same one
+changed in place, gets a new index (:mod:`~tripletlab.evaluate.faiss_index`).
+
 For the approximate indexes, :meth:`FaissKNN.recall` measures recall@k against exact search on
 a sample of queries; the ``min_recall`` option runs that check on every search and warns when
 it fails.
@@ -37,20 +42,12 @@ import torch
 from torch import Tensor
 
 from tripletlab.errors import TripletlabError
-from tripletlab.evaluate.knn import (
-    KNNResult,
-    TorchKNN,
-    _check_exclude,
-    _check_k,
-    check_rows,
-    resolve_search,
-)
+from tripletlab.evaluate.faiss_index import FaissIndex
+from tripletlab.evaluate.knn import KNNResult, TorchKNN, _check_k, check_rows, resolve_search
 from tripletlab.functional.distances import METRICS
 from tripletlab.validation import check_choice, check_embeddings
 
 INDEX_TYPES: tuple[str, ...] = ("flat", "ivf", "hnsw")
-_COSINE_EPS = 1e-12
-_EXTRA_CANDIDATES = 8  # flat: faiss proposes k + 8, torch re-ranks exactly
 
 
 class MissingDependencyError(TripletlabError, ImportError):
@@ -67,97 +64,6 @@ def import_faiss() -> Any:
             "(or `pip install faiss-cpu`)"
         ) from exc
     return faiss
-
-
-class FaissIndex:
-    """A faiss index built once over a reference set, searched many times.
-
-    Made by :meth:`FaissKNN.build`; see there. ``search(queries, k, exclude=None)``.
-    """
-
-    def __init__(self, owner: FaissKNN, references: Tensor, metric: str) -> None:
-        self.owner = owner
-        self.metric = metric
-        self.references = references.detach().to("cpu", torch.float32).contiguous()
-        self.n = len(self.references)
-        self.center = None
-        if metric == "cosine":
-            self._points = torch.nn.functional.normalize(self.references, dim=1, eps=_COSINE_EPS)
-        else:
-            # the torch backend's centring: keeps distances exact next to a large offset
-            self.center = self.references.mean(dim=0, keepdim=True)
-            self._points = self.references - self.center
-        self.index, self._keep_alive = owner._make_index(self._points.shape[1], metric, self.n)
-        data = self._points.numpy()
-        if not self.index.is_trained:
-            self.index.train(owner._training_sample(data))
-        self.index.add(data)
-
-    def _prepare(self, queries: Tensor) -> Tensor:
-        q = queries.detach().to("cpu", torch.float32)
-        if self.center is None:  # cosine
-            return torch.nn.functional.normalize(q, dim=1, eps=_COSINE_EPS)
-        return q - self.center
-
-    def search(self, queries: Tensor, k: int, *, exclude: Tensor | None = None) -> KNNResult:
-        """The ``k`` nearest references of each query, as in :class:`KNNBackend`.
-
-        Approximate indexes may find fewer than ``k`` neighbours for a query; the missing
-        slots hold index −1 and distance ``inf``.
-        """
-        queries = check_embeddings(queries, "queries")
-        if queries.shape[1] != self.references.shape[1]:
-            raise ValueError(
-                "queries and references must have the same dimension; "
-                f"got {queries.shape[1]} and {self.references.shape[1]}"
-            )
-        exclude = _check_exclude(exclude, len(queries), self.n)
-        _check_k(k, self.n - (exclude is not None))
-        q = self._prepare(queries)
-        extra = _EXTRA_CANDIDATES if self.owner.index_type == "flat" else 0
-        fetch = min(self.n, k + extra + (exclude is not None))
-        if self.owner.index_type == "hnsw":
-            self.index.hnsw.efSearch = self.owner.ef_search or max(64, 2 * fetch)
-        rows = self.owner.query_chunk
-        distances, indices = [], []
-        for start in range(0, len(q), rows):
-            chunk = q[start : start + rows]
-            _, idx = self.index.search(chunk.numpy(), fetch)
-            idx = torch.from_numpy(idx)
-            ex = None if exclude is None else exclude[start : start + rows].cpu()
-            dist, idx = self._rerank(chunk, idx, ex, k)
-            distances.append(dist)
-            indices.append(idx)
-        if not distances:
-            return KNNResult(torch.empty(0, k), torch.empty(0, k, dtype=torch.long))
-        dist, idx = torch.cat(distances), torch.cat(indices)
-        return KNNResult(dist.to(queries.device), idx.to(queries.device))
-
-    def _rerank(
-        self, q: Tensor, idx: Tensor, exclude: Tensor | None, k: int
-    ) -> tuple[Tensor, Tensor]:
-        """Exact distances of the candidates, excluded/missing ones last, k smallest by
-        (distance, index)."""
-        missing = idx < 0
-        if exclude is not None:
-            missing |= idx == exclude[:, None]
-        safe = idx.clamp_min(0)
-        cand = self._points[safe]  # (Q, C, D)
-        if self.metric == "cosine":
-            dist = (1 - torch.einsum("qd,qcd->qc", q, cand)).clamp_min(0)
-        else:
-            diff = cand - q[:, None, :]
-            dist = (diff * diff).sum(-1)
-        dist = dist.masked_fill(missing, float("inf"))
-        idx = idx.masked_fill(missing, -1)
-        # sort by index, then stably by distance: ties come out in ascending index
-        by_index = torch.argsort(torch.where(missing, self.n, idx), dim=1, stable=True)
-        dist, idx = dist.gather(1, by_index), idx.gather(1, by_index)
-        order = torch.argsort(dist, dim=1, stable=True)[:, :k]
-        dist, idx = dist.gather(1, order), idx.gather(1, order)
-        if self.metric == "euclidean":
-            dist = dist.sqrt()
-        return dist, idx
 
 
 class FaissKNN:
@@ -235,13 +141,15 @@ class FaissKNN:
         self.min_recall = min_recall
         self.recall_sample = recall_sample
         self.seed = seed
+        self._last: FaissIndex | None = None  # reused while the same references are searched
         if threads is not None:
             self.faiss.omp_set_num_threads(threads)
 
     def __repr__(self) -> str:
         return (
             f"FaissKNN(index_type={self.index_type!r}, nlist={self.nlist}, nprobe={self.nprobe}, "
-            f"hnsw_m={self.hnsw_m}, ef_search={self.ef_search})"
+            f"hnsw_m={self.hnsw_m}, ef_construction={self.ef_construction}, "
+            f"ef_search={self.ef_search})"
         )
 
     @property
@@ -290,7 +198,11 @@ class FaissKNN:
         references = check_embeddings(references, "references")
         if len(references) == 0:
             raise ValueError("references must contain at least one row")
-        return FaissIndex(self, references, metric)
+        if self._last is not None and self._last.indexes(references, metric):
+            return self._last
+        self._last = None  # the old index is freed before the new one is built
+        self._last = FaissIndex(self, references, metric)
+        return self._last
 
     def search(
         self,

@@ -19,13 +19,15 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from tripletlab.evaluate import evaluate_embeddings, retrieval_metrics
+from tripletlab.evaluate import evaluate_embeddings, retrieval_metrics, shard_range
 from tripletlab.evaluate.verification import FARS
 from tripletlab.pipeline.config import RunConfig
 from tripletlab.pipeline.data import load_data, prepare_data
@@ -72,20 +74,30 @@ def unavailable_metrics(labels: Tensor) -> dict[str, str]:
 
 
 def embedding_metrics(
-    embeddings: Tensor, labels: Tensor, cfg: RunConfig, full: bool, raw: bool = False
+    embeddings: Tensor,
+    labels: Tensor,
+    cfg: RunConfig,
+    full: bool,
+    raw: bool = False,
+    *,
+    missing: dict[str, str] | None = None,
+    **search: Any,
 ) -> tuple[dict[str, float | None], dict[str, Any] | None]:
     """Metrics and, with ``full``, the verification ROC curve (else None).
 
     ``full=False``: retrieval metrics only (the cheap per-epoch validation); ``raw=True``:
     the embeddings are raw features, ranked by squared L2. The metrics of a group the labels
-    cannot support (:func:`unavailable_metrics`) are None.
+    cannot support are None: ``missing`` names those groups (default
+    :func:`unavailable_metrics` of ``labels``; a sharded evaluation passes the whole set's).
+    ``search`` (full only): ``method``, ``memory_budget_bytes``, ``threads``, ``knn_options``,
+    ``gap_queries``, ``sharded`` of :func:`~tripletlab.evaluate.evaluate_embeddings`.
     """
     metric = BASELINE_METRIC if raw else cfg.loss.metric
     ks, knn_k = tuple(cfg.eval.recall_at), cfg.eval.knn_k
     if not full:
         found = retrieval_metrics(embeddings, labels, metric=metric, ks=ks, knn_k=knn_k)
         return {k: float(v) for k, v in found.items()}, None
-    missing = unavailable_metrics(labels)
+    missing = unavailable_metrics(labels) if missing is None else missing
     out = evaluate_embeddings(
         embeddings,
         labels,
@@ -96,6 +108,7 @@ def embedding_metrics(
         return_curve=True,
         clustering="clustering" not in missing,
         verification="verification" not in missing,
+        **search,
     )
     curve = out.pop("roc", None)
     if curve is not None:
@@ -109,58 +122,32 @@ def embedding_metrics(
     return metrics, curve
 
 
-def _trained_metrics(
-    embeddings: Tensor, labels: Tensor, cfg: RunConfig, knn: dict[str, Any]
-) -> dict[str, float | None]:
-    """The full metrics of trained embeddings with the kNN search of ``knn``."""
-    if not knn:
-        return embedding_metrics(embeddings, labels, cfg, full=True)[0]
-    out = evaluate_embeddings(
-        embeddings,
-        labels,
-        metric=cfg.loss.metric,
-        ks=tuple(cfg.eval.recall_at),
-        knn_k=cfg.eval.knn_k,
-        seed=cfg.seed,
-        **knn,
-    )
-    return {k: float(v) for k, v in out.items() if isinstance(v, (int, float))}
+@dataclass
+class _Split:
+    """The set an evaluation ranks: its name, labels, flattened raw features (the baseline's
+    input) and how to embed a range of its rows with the trained model."""
+
+    name: str
+    labels: Tensor
+    raw: Tensor
+    embed: Callable[[range], Tensor]
 
 
-def evaluate_run(
-    run_dir: str | Path,
-    dataset: str | None = None,
-    data_dir: str | None = None,
-    **knn: Any,
-) -> dict[str, Any]:
-    """The ``evaluate`` verb: metrics of a trained run on its own test split (default), or
-    on all of ``dataset``, beside the raw-feature baseline.
-
-    ``knn``: ``method`` (exact / flat / ivf / hnsw), ``memory_budget_bytes``, ``threads``,
-    ``knn_options``, ``gap_queries`` of :func:`~tripletlab.evaluate.evaluate_embeddings`
-    (the trained embedding's search; the baseline stays exact).
-
-    Returns ``{"dataset", "n", "metrics", "baseline", "unavailable"}`` (``unavailable``:
-    the metric groups the labels cannot support, with the reason).
-    """
-    trained = TrainedModel.load(run_dir)
+def _split_of(trained: TrainedModel, dataset: str | None, data_dir: str | None) -> _Split:
     cfg = trained.cfg
     if dataset is None and trained.meta.get("streamed"):
         from tripletlab.pipeline.images import embed_stream, prepare_stream
 
         streamed = prepare_stream(cfg)  # the run's own streamed test split
-        test_set: Any = streamed.x_test
-        embedded = embed_stream(
-            trained.model, test_set, cfg.eval.batch_size,
-            normalize=cfg.model.normalize, workers=cfg.train.workers,
-        )  # fmt: skip
-        labels, name = streamed.y_test, streamed.dataset
-        return {
-            "dataset": name,
-            "n": len(labels),
-            "metrics": embedding_metrics(embedded, labels, cfg, full=True)[0],
-            "baseline": embedding_metrics(streamed.raw_test, labels, cfg, full=True, raw=True)[0],
-        }
+        stream: Any = streamed.x_test
+
+        def embed_streamed(rows: range) -> Tensor:
+            return embed_stream(
+                trained.model, stream.subset(list(rows)), cfg.eval.batch_size,
+                normalize=cfg.model.normalize, workers=cfg.train.workers,
+            )  # fmt: skip
+
+        return _Split(streamed.dataset, streamed.y_test, streamed.raw_test_flat, embed_streamed)
     if dataset is None:
         data = prepare_data(cfg)
         raw, labels, name = data.raw_test.numpy(), data.y_test, data.dataset
@@ -168,10 +155,52 @@ def evaluate_run(
         loaded = load_data(cfg, dataset, data_dir)
         raw, labels, name = loaded.features.numpy(), loaded.labels, loaded.name
     flat = torch.as_tensor(raw, dtype=torch.float32).reshape(len(raw), -1)
+    return _Split(name, labels, flat, lambda rows: trained.embed(raw[rows.start : rows.stop]))
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    *,
+    sharded: bool = False,
+    **knn: Any,
+) -> dict[str, Any]:
+    """The ``evaluate`` verb: metrics of a trained run on its own test split (default), or
+    on all of ``dataset``, beside the raw-feature baseline.
+
+    ``knn``: ``method`` (exact / flat / ivf / hnsw), ``memory_budget_bytes``, ``threads``,
+    ``knn_options``, ``gap_queries`` of :func:`~tripletlab.evaluate.evaluate_embeddings`
+    (the trained embedding's search; the baseline stays exact). ``sharded``: this process is
+    one rank of a ``torch.distributed`` group (``torchrun``); it embeds and queries only its
+    :func:`~tripletlab.evaluate.shard_range` of the set, and every rank returns the same
+    dict, equal to one process's.
+
+    Returns ``{"dataset", "n", "metrics", "baseline", "unavailable", "search"}``
+    (``unavailable``: the metric groups the labels cannot support, with the reason;
+    ``search``: the method and faiss options of the trained embedding's kNN search).
+    """
+    trained = TrainedModel.load(run_dir)
+    split = _split_of(trained, dataset, data_dir)
+    rows = shard_range(len(split.labels)) if sharded else range(len(split.labels))
+    labels = split.labels[rows.start : rows.stop]
+    missing = unavailable_metrics(split.labels)
+    common: dict[str, Any] = {"missing": missing, "sharded": sharded}
+    trained_metrics = embedding_metrics(
+        split.embed(rows), labels, trained.cfg, full=True, **common, **knn
+    )[0]
+    raw = split.raw[rows.start : rows.stop]
     return {
-        "dataset": name,
-        "n": len(labels),
-        "metrics": _trained_metrics(trained.embed(raw), labels, cfg, knn),
-        "baseline": embedding_metrics(flat, labels, cfg, full=True, raw=True)[0],
-        "unavailable": unavailable_metrics(labels),
+        "dataset": split.name,
+        "n": len(split.labels),
+        "metrics": trained_metrics,
+        "baseline": embedding_metrics(raw, labels, trained.cfg, True, True, **common)[0],
+        "unavailable": missing,
+        "search": _search_of(knn, sharded),
     }
+
+
+def _search_of(knn: dict[str, Any], sharded: bool) -> dict[str, Any]:
+    """What searched the trained embedding's neighbours: the method and its faiss options."""
+    found = {"method": knn.get("method", "exact"), **knn.get("knn_options", {})}
+    return found | ({"sharded": True} if sharded else {})
