@@ -81,13 +81,18 @@ def estimate_bytes(method: str, b: int, k: int) -> int:
     about 56 bytes per triplet for the loss (three int64 indices, gathered distances and
     losses, temporaries); its miners also keep the mined subset and margins (≈ 80 bytes per
     triplet). Calibrated on the issue's measurements (B=1024 K=4: +1.3 GB; B=4096 K=16: +13 GB).
-    tripletlab and the floor are O(B²): a few float32 B×B matrices plus the row-chunk budget.
+    tripletlab and the floor are O(B²): a few float32 B×B matrices plus the row-chunk budget;
+    so are sentence-transformers' batch-hard and semi-hard (its batch-all builds B×B×B).
     """
     square = 4 * b * b
     if method == "floor":
         return 4 * square
     if method.startswith("tl_"):
         return 6 * square + 256 * 2**20
+    if method in ("st_hard", "st_semi"):
+        # B×B float matrices only (masks, a sort's values and int64 indices): measured
+        # st_semi B=4096 K=4 +1.2 GB = 18 bytes an entry
+        return 24 * b * b
     per_triplet = 56 if method == "pml_all" else 80
     if method == "pml_batch_hard":
         return 6 * square
