@@ -7,8 +7,8 @@ from batch_references import batch_hard_reference, random_batch
 from tripletlab import BatchHardTripletLoss
 from tripletlab.functional import batch_hard_triplet_loss
 
-# every test runs on the small-batch forms and on the general ones (tests/conftest.py)
-pytestmark = pytest.mark.usefixtures("loss_path")
+# (the general path of batch-hard — bucketed, refined — is covered by test_batch_ties.py and
+# test_dense_small.py on both paths; this module tests the form users get)
 
 METRICS = ["sqeuclidean", "euclidean", "cosine"]
 REDUCTIONS = ["mean", "mean_active", "sum", "none"]

@@ -51,7 +51,7 @@ def _general_path(monkeypatch):
     monkeypatch.setattr(batch_hard_module, "DENSE_MAX_BATCH", 0)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
     n=st.integers(2, 24),
