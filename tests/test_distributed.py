@@ -7,6 +7,7 @@ with a file-based rendezvous so parallel test runs never fight over a port.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import time
 from pathlib import Path
@@ -97,49 +98,57 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         "gloo", timeout_s=30, rank=rank, world_size=WORLD, init_method=f"file://{init_file}"
     )
     try:
-        inputs, labels, model = _data()
-        local = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
-        ddp = torch.nn.parallel.DistributedDataParallel(model)
-        # (1) through DDP: the per-rank loss K·S_r/N, gradients averaged by DDP
-        emb = ddp(inputs[local])
-        loss = tdist.global_loss(_partial_batch_all, emb, labels[local])
-        loss.backward()
-        # (2) every rank evaluates the loss on the whole gathered batch (no rescaling)
-        _, _, model2 = _data()
-        ddp2 = torch.nn.parallel.DistributedDataParallel(model2)
-        full = tdist.global_batch_loss(_batch_all_mean, ddp2(inputs[local]), labels[local])
-        full.backward()
-        # (3) without DDP, gradients of the local embeddings themselves (no K factor)
-        x = model(inputs).detach()[local].requires_grad_(True)
-        unscaled = tdist.global_loss(
-            _partial_batch_all, x, labels[local], scale_by_world_size=False
-        )
-        unscaled.backward()
-        _uneven_gather(rank, out_dir)
-        _distributed_trainer(rank, out_dir)
-        library = {}
-        for name, loss_fn in _library_losses().items():
-            _, _, model3 = _data()
-            ddp3 = torch.nn.parallel.DistributedDataParallel(model3)
-            value = tdist.global_batch_loss(loss_fn, ddp3(inputs[local]), labels[local])
-            value.backward()
-            library[name] = [value.detach(), model3.weight.grad, model3.bias.grad]
-        torch.save(
-            {
-                "library": library,
-                "global_loss": tdist.global_mean(loss),
-                "summed_unscaled": tdist.all_reduce_sum(unscaled.detach()),
-                "weight_grad": model.weight.grad,
-                "bias_grad": model.bias.grad,
-                "embedding_grad": x.grad,
-                "full_loss": full.detach(),
-                "full_weight_grad": model2.weight.grad,
-                "full_bias_grad": model2.bias.grad,
-            },
-            os.path.join(out_dir, f"rank{rank}.pt"),
-        )
+        # every DistributedDataParallel of the run dies with _run_all's frame, while the
+        # process group is alive: a DDP reducer holding the last reference to a destroyed
+        # gloo group deadlocks in its destructor (seen: a rank hung for 300 s at exit)
+        _run_all(rank, out_dir)
+        gc.collect()
+        tdist.barrier()
     finally:
         tdist.destroy_distributed()
+
+
+def _run_all(rank: int, out_dir: str) -> None:
+    """The work of one rank (see _worker)."""
+    inputs, labels, model = _data()
+    local = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    # (1) through DDP: the per-rank loss K·S_r/N, gradients averaged by DDP
+    emb = ddp(inputs[local])
+    loss = tdist.global_loss(_partial_batch_all, emb, labels[local])
+    loss.backward()
+    # (2) every rank evaluates the loss on the whole gathered batch (no rescaling)
+    _, _, model2 = _data()
+    ddp2 = torch.nn.parallel.DistributedDataParallel(model2)
+    full = tdist.global_batch_loss(_batch_all_mean, ddp2(inputs[local]), labels[local])
+    full.backward()
+    # (3) without DDP, gradients of the local embeddings themselves (no K factor)
+    x = model(inputs).detach()[local].requires_grad_(True)
+    unscaled = tdist.global_loss(_partial_batch_all, x, labels[local], scale_by_world_size=False)
+    unscaled.backward()
+    _uneven_gather(rank, out_dir)
+    _distributed_trainer(rank, out_dir)
+    library = {}
+    for name, loss_fn in _library_losses().items():
+        _, _, model3 = _data()
+        ddp3 = torch.nn.parallel.DistributedDataParallel(model3)
+        value = tdist.global_batch_loss(loss_fn, ddp3(inputs[local]), labels[local])
+        value.backward()
+        library[name] = [value.detach(), model3.weight.grad, model3.bias.grad]
+    torch.save(
+        {
+            "library": library,
+            "global_loss": tdist.global_mean(loss),
+            "summed_unscaled": tdist.all_reduce_sum(unscaled.detach()),
+            "weight_grad": model.weight.grad,
+            "bias_grad": model.bias.grad,
+            "embedding_grad": x.grad,
+            "full_loss": full.detach(),
+            "full_weight_grad": model2.weight.grad,
+            "full_bias_grad": model2.bias.grad,
+        },
+        os.path.join(out_dir, f"rank{rank}.pt"),
+    )
 
 
 def test_two_gloo_processes_equal_one_process_on_the_concatenated_batch(
