@@ -82,8 +82,12 @@ def direct_rows(
     if direct_matrix_is_cheaper(rows.x, None):
         return rows
     # larger: direct still wins with many positives a row (K = the largest class − 1)
-    largest_class = int(torch.unique(rows.labels, return_counts=True)[1].max())
-    return rows if direct_matrix_is_cheaper(rows.x, None, largest_class - 1) else None
+    return rows if direct_matrix_is_cheaper(rows.x, None, largest_class(rows.labels) - 1) else None
+
+
+def largest_class(labels: Tensor) -> int:
+    """The size of the most frequent label (one small host synchronisation)."""
+    return int(torch.unique(labels, return_counts=True)[1].max())
 
 
 def reduce_dense(

@@ -40,6 +40,7 @@ from tripletlab.functional._dense_small import (
     DENSE_MAX_BATCH,
     dense_semi_hard_terms,
     direct_rows,
+    largest_class,
     reduce_dense,
 )
 from tripletlab.functional._validation import check_choice, check_scaled_result
@@ -165,12 +166,7 @@ def _gradient_through_matrix(
     n_col = embeddings.shape[0] if ref_embeddings is None else ref_embeddings.shape[0]
     if embeddings.shape[0] == 0 or n_col == 0 or labels.numel() == 0:
         return False
-    return n_col < _RECOMPUTE_COST_RATIO * _largest_class(labels)
-
-
-def _largest_class(labels: Tensor) -> int:
-    """The size of the most frequent label (one small host synchronisation)."""
-    return int(torch.unique(labels, return_counts=True)[1].max())
+    return n_col < _RECOMPUTE_COST_RATIO * largest_class(labels)
 
 
 def _selected_distances(
