@@ -156,8 +156,9 @@ def refine_near_critical_(
 
 
 #: Up to this many (row, critical value, column) comparisons a block, the intervals are
-#: tested by one broadcast comparison; above, by two binary searches per entry (fewer
-#: operations per entry, but ~20 ns a search: 3–5× slower at B ≤ 256, measured at K = 4–16).
+#: tested by one broadcast comparison; above, by two binary searches per entry (~20 ns a
+#: search, but no (rows, J, M) temporaries: above 256 kB of them, fresh on every call, their
+#: page faults cost more — measured semi-hard B = 256, K = 16, 1 thread: 21 → 17 ms).
 _BROADCAST_MAX_ELEMENTS = 2**18
 
 
@@ -165,10 +166,22 @@ def _meets_critical(lower: Tensor, upper: Tensor, low: Tensor, high: Tensor) -> 
     """(rows, M) bool: does [lower, upper] meet some interval [low_j, high_j] of its row?"""
     n_rows, n_cols = lower.shape
     if n_rows * n_cols * low.shape[1] <= _BROADCAST_MAX_ELEMENTS:
-        meets = (low[:, :, None] <= upper[:, None, :]) & (high[:, :, None] >= lower[:, None, :])
-        return meets.any(1)
-    # the number of intervals meeting [lower, upper] is #{low_j ≤ upper} − #{high_j < lower}
-    # (every interval with high_j < lower has low_j ≤ upper too), whatever their order
+        return _meets_critical_by_broadcast(lower, upper, low, high)
+    return _meets_critical_by_search(lower, upper, low, high)
+
+
+def _meets_critical_by_broadcast(lower: Tensor, upper: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    """:func:`_meets_critical` by one (rows, J, M) comparison."""
+    meets = (low[:, :, None] <= upper[:, None, :]) & (high[:, :, None] >= lower[:, None, :])
+    return meets.any(1)
+
+
+def _meets_critical_by_search(lower: Tensor, upper: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    """:func:`_meets_critical` by two binary searches per entry (``low``, ``high`` sorted).
+
+    The number of intervals meeting [lower, upper] is #{low_j ≤ upper} − #{high_j < lower}
+    (every interval with high_j < lower has low_j ≤ upper too), whatever their order.
+    """
     upto = torch.searchsorted(low, upper, right=True)
     below = torch.searchsorted(high, lower, right=False)
     return upto > below
