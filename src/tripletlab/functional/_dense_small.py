@@ -58,36 +58,73 @@ class SmallBatch:
     scale: float  # the power of two the rows were multiplied by
 
 
+class ClassSizes:
+    """The labels' largest class, counted on first use only (one small host sync).
+
+    Shared by the decisions of one loss call, so that the count is taken at most once.
+    """
+
+    def __init__(self, labels: Tensor) -> None:
+        self._labels = labels
+        self._largest: int | None = None
+
+    @property
+    def largest(self) -> int:
+        """The size of the most frequent label (0 for no labels)."""
+        if self._largest is None:
+            labels = self._labels
+            self._largest = (
+                int(torch.unique(labels, return_counts=True)[1].max()) if labels.numel() else 0
+            )
+        return self._largest
+
+
 def small_batch_rows(
     embeddings: Tensor, labels: Tensor, metric: str, max_batch: int
 ) -> SmallBatch | None:
     """The checked, overflow-scaled rows when 2 ≤ B ≤ ``max_batch``; None otherwise."""
-    embeddings = check_embeddings(embeddings, "embeddings", check_values=False)
-    labels = check_labels(labels, embeddings.shape[0]).long()
+    embeddings, labels = _checked(embeddings, labels)
     if not 2 <= embeddings.shape[0] <= max_batch:
         return None
+    return _scaled_rows(embeddings, labels, metric)
+
+
+def direct_rows(
+    embeddings: Tensor,
+    labels: Tensor,
+    metric: str,
+    max_batch: int,
+    classes: ClassSizes | None = None,
+) -> SmallBatch | None:
+    """:func:`small_batch_rows` where the exact direct matrix is the cheaper one; else None.
+
+    Decided from the shapes (and, for larger batches, the largest class) before the rows are
+    read: a declined batch costs no host synchronisation for its scale.
+    """
+    embeddings, labels = _checked(embeddings, labels)
+    if not 2 <= embeddings.shape[0] <= max_batch:
+        return None
+    cheaper = direct_matrix_is_cheaper(embeddings, None) or direct_matrix_is_cheaper(
+        # larger: direct still wins with many positives a row (K = the largest class − 1)
+        embeddings,
+        None,
+        (classes or ClassSizes(labels)).largest - 1,
+    )
+    return _scaled_rows(embeddings, labels, metric) if cheaper else None
+
+
+def _checked(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Shapes and types checked (the values are read by :func:`_scaled_rows`)."""
+    embeddings = check_embeddings(embeddings, "embeddings", check_values=False)
+    return embeddings, check_labels(labels, embeddings.shape[0]).long()
+
+
+def _scaled_rows(embeddings: Tensor, labels: Tensor, metric: str) -> SmallBatch:
+    """The rows in the compute dtype, scaled against overflow (NaN/Inf refused here)."""
     dtype = compute_dtype(embeddings)
     scale = overflow_scale(finite_max_abs(embeddings, "embeddings"), embeddings.shape[1], dtype)
     x = embeddings.to(dtype) if scale == 1.0 else embeddings.to(dtype) * scale
     return SmallBatch(x=x, labels=labels, unit=scale ** METRIC_DEGREE[metric], scale=scale)
-
-
-def direct_rows(
-    embeddings: Tensor, labels: Tensor, metric: str, max_batch: int
-) -> SmallBatch | None:
-    """:func:`small_batch_rows` where the exact direct matrix is the cheaper one; else None."""
-    rows = small_batch_rows(embeddings, labels, metric, max_batch)
-    if rows is None:
-        return None
-    if direct_matrix_is_cheaper(rows.x, None):
-        return rows
-    # larger: direct still wins with many positives a row (K = the largest class − 1)
-    return rows if direct_matrix_is_cheaper(rows.x, None, largest_class(rows.labels) - 1) else None
-
-
-def largest_class(labels: Tensor) -> int:
-    """The size of the most frequent label (one small host synchronisation)."""
-    return int(torch.unique(labels, return_counts=True)[1].max())
 
 
 def reduce_dense(

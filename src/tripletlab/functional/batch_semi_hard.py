@@ -38,9 +38,9 @@ from tripletlab.functional._batch_input import (
 from tripletlab.functional._compile import eager_under_compile
 from tripletlab.functional._dense_small import (
     DENSE_MAX_BATCH,
+    ClassSizes,
     dense_semi_hard_terms,
     direct_rows,
-    largest_class,
     reduce_dense,
 )
 from tripletlab.functional._validation import check_choice, check_scaled_result
@@ -99,13 +99,14 @@ def batch_semi_hard_triplet_loss(
     margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
     check_choice(fallback, "fallback", FALLBACKS)
     dense = ref_embeddings is None and not return_stats
-    rows = direct_rows(embeddings, labels, metric, DENSE_MAX_BATCH) if dense else None
+    classes = ClassSizes(labels)  # counted at most once, by whichever decision needs it
+    rows = direct_rows(embeddings, labels, metric, DENSE_MAX_BATCH, classes) if dense else None
     if rows is not None:
         mu = smoothing and smoothing * rows.unit
         terms, pair_valid = dense_semi_hard_terms(rows, metric, margin * rows.unit, mu, fallback)
         num_active = ((terms.detach() > 0) & pair_valid).sum()
         return reduce_dense(rows, terms.sum(1), pair_valid.sum(), num_active, reduction)
-    through_matrix = _gradient_through_matrix(embeddings, labels, ref_embeddings)
+    through_matrix = _gradient_through_matrix(embeddings, labels, ref_embeddings, classes)
     batch = prepare_batch(
         embeddings,
         labels,
@@ -156,7 +157,7 @@ _RECOMPUTE_COST_RATIO = 64
 
 
 def _gradient_through_matrix(
-    embeddings: Tensor, labels: Tensor, ref_embeddings: Tensor | None
+    embeddings: Tensor, labels: Tensor, ref_embeddings: Tensor | None, classes: ClassSizes
 ) -> bool:
     """Whether the B·K selected distances are cheaper to differentiate through the matrix.
 
@@ -166,7 +167,7 @@ def _gradient_through_matrix(
     n_col = embeddings.shape[0] if ref_embeddings is None else ref_embeddings.shape[0]
     if embeddings.shape[0] == 0 or n_col == 0 or labels.numel() == 0:
         return False
-    return n_col < _RECOMPUTE_COST_RATIO * largest_class(labels)
+    return n_col < _RECOMPUTE_COST_RATIO * classes.largest
 
 
 def _selected_distances(
