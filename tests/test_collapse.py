@@ -19,7 +19,8 @@ from tripletlab.train.collapse import (
     likely_fixes,
 )
 from tripletlab.train.logging import RunLogger, read_jsonl
-from tripletlab.train.trainer import Trainer, torch_threads
+from tripletlab.train.threads import torch_threads
+from tripletlab.train.trainer import Trainer
 
 LABELS = torch.arange(32) % 8
 

@@ -7,9 +7,9 @@ with a file-based rendezvous so parallel test runs never fight over a port.
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -94,22 +94,34 @@ def _library_losses():
 
 
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
+    from tripletlab.train.distributed_training import DistributedContext
+
     tdist.init_distributed(
         "gloo", timeout_s=30, rank=rank, world_size=WORLD, init_method=f"file://{init_file}"
     )
     try:
-        # every DistributedDataParallel of the run dies with _run_all's frame, while the
-        # process group is alive: a DDP reducer holding the last reference to a destroyed
+        # every DistributedDataParallel of the test's own dies with _run_all's frame, while
+        # the process group is alive: a DDP reducer holding the last reference to a destroyed
         # gloo group deadlocks in its destructor (seen: a rank hung for 300 s at exit)
-        _run_all(rank, out_dir)
-        gc.collect()
-        tdist.barrier()
+        held = _run_all(rank, out_dir)
+        # the caller still holds a DistributedTrainer, wrapped again by a step after its fit:
+        # the library's close releases the wrapper, collects, waits for all, then destroys
+        wrapped = held.ddp is not None
+        DistributedContext(enabled=True, rank=rank, world_size=WORLD).close()
+        torch.save(
+            {
+                "wrapped_before_close": wrapped,
+                "released_by_close": held.ddp is None,
+                "group_left": not torch.distributed.is_initialized(),
+            },
+            os.path.join(out_dir, f"close{rank}.pt"),
+        )
     finally:
-        tdist.destroy_distributed()
+        tdist.destroy_distributed()  # after a failure (a no-op after close)
 
 
-def _run_all(rank: int, out_dir: str) -> None:
-    """The work of one rank (see _worker)."""
+def _run_all(rank: int, out_dir: str):
+    """The work of one rank (see _worker); returns a trained DistributedTrainer."""
     inputs, labels, model = _data()
     local = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
     ddp = torch.nn.parallel.DistributedDataParallel(model)
@@ -127,7 +139,7 @@ def _run_all(rank: int, out_dir: str) -> None:
     unscaled = tdist.global_loss(_partial_batch_all, x, labels[local], scale_by_world_size=False)
     unscaled.backward()
     _uneven_gather(rank, out_dir)
-    _distributed_trainer(rank, out_dir)
+    trainer = _distributed_trainer(rank, out_dir)
     library = {}
     for name, loss_fn in _library_losses().items():
         _, _, model3 = _data()
@@ -149,6 +161,7 @@ def _run_all(rank: int, out_dir: str) -> None:
         },
         os.path.join(out_dir, f"rank{rank}.pt"),
     )
+    return trainer
 
 
 def test_two_gloo_processes_equal_one_process_on_the_concatenated_batch(
@@ -221,13 +234,15 @@ def _make_trainer(cls, checkpoint_dir=None):
     )
 
 
-def _distributed_trainer(rank: int, out_dir: str) -> None:
+def _distributed_trainer(rank: int, out_dir: str):
     from tripletlab.train.distributed_training import DistributedTrainer
 
     x, y = _trainer_data()
     ckpt = Path(out_dir, "ckpt")
     trainer = _make_trainer(DistributedTrainer, ckpt)
+    wrapper = weakref.ref(trainer.ddp)
     trainer.fit(x, y, epochs=2, p=2, k=3)
+    fit_released = wrapper() is None and trainer.ddp is None  # the trainer itself lives on
     saved_by_me = trainer.save("probe.pt") is not None
     half = _make_trainer(DistributedTrainer, Path(out_dir, "half"))
     half.fit(x, y, epochs=1, p=2, k=3)
@@ -240,9 +255,13 @@ def _distributed_trainer(rank: int, out_dir: str) -> None:
             "steps": trainer.global_step,
             "saved_by_me": saved_by_me,
             "loss": [h["loss"] for h in trainer.history],
+            "fit_released_ddp": fit_released,
         },
         os.path.join(out_dir, f"trainer{rank}.pt"),
     )
+    local = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+    trainer.train_step(x[local], y[local])  # after fit: the step wraps the model again
+    return trainer
 
 
 class _ConcatenatedSampler:
@@ -284,6 +303,21 @@ def test_distributed_trainer_equals_one_process_on_the_global_batches(
         assert result["loss"] == pytest.approx([h["loss"] for h in single.history], abs=1e-6)
     assert [r["saved_by_me"] for r in results] == [True, False]  # rank-0-only checkpoints
     assert (two_rank_results / "ckpt" / "final.pt").is_file()
+
+
+def test_ddp_wrappers_are_released_while_the_process_group_is_alive(
+    two_rank_results: Path,
+) -> None:
+    # a DDP reducer outliving destroy_process_group can hang its rank in ~ProcessGroupGloo
+    for rank in range(WORLD):
+        trained = torch.load(two_rank_results / f"trainer{rank}.pt")
+        assert trained["fit_released_ddp"]  # fit's end, with the trainer still held
+        closed = torch.load(two_rank_results / f"close{rank}.pt")
+        assert closed == {
+            "wrapped_before_close": True,
+            "released_by_close": True,
+            "group_left": True,
+        }
 
 
 @pytest.fixture(scope="module")

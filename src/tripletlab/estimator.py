@@ -147,7 +147,7 @@ class TripletEmbedder(TransformerMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> TripletEmbedder:
         """Train the embedding on features ``X`` (N, F) with class labels ``y`` (N,)."""
-        from tripletlab.train.trainer import torch_threads
+        from tripletlab.train.threads import torch_threads
 
         self._check_params()
         with torch_threads(self.n_threads):
@@ -199,7 +199,7 @@ class TripletEmbedder(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         """Embeddings (N, ``embedding_dim``) of ``X``; float32 for float32 input, else float64."""
         from tripletlab.nn.embedding import embed
-        from tripletlab.train.trainer import torch_threads
+        from tripletlab.train.threads import torch_threads
 
         check_is_fitted(self, "model_")
         X = _validate_data(self, X, dtype=[np.float64, np.float32], reset=False)

@@ -28,8 +28,9 @@ from tripletlab.pipeline.config import RunConfig, load_config
 from tripletlab.pipeline.evaluation import evaluate_run
 from tripletlab.pipeline.recognition import index_run, search_index, verify_run
 from tripletlab.pipeline.run_dir import RunDir
+from tripletlab.pipeline.run_result import RunResult
 from tripletlab.pipeline.trained import TrainedModel, embed_file, embed_run, load_run
-from tripletlab.pipeline.training import RunResult, run_training
+from tripletlab.pipeline.training import run_training
 
 __all__ = [
     "RunConfig",

@@ -18,7 +18,7 @@ __getattr__ = moved_names(
     {
         "RunConfig": "tripletlab.pipeline.config",
         "load_config": "tripletlab.pipeline.config",
-        "RunResult": "tripletlab.pipeline.training",
+        "RunResult": "tripletlab.pipeline.run_result",
         "run_training": "tripletlab.pipeline.training",
         "embed_run": "tripletlab.pipeline.trained",
         "evaluate_run": "tripletlab.pipeline.evaluation",

@@ -17,11 +17,24 @@ changes, and nothing else:
 collective timeout of :func:`tripletlab.distributed.init_distributed`, so a rank that dies
 makes the others fail with a :class:`~tripletlab.distributed.DistributedError` instead of
 hanging) and says which trainer class and which outputs this rank uses.
+
+Leaving the group, in this order
+--------------------------------
+A ``DistributedDataParallel`` reducer holds a reference to the gloo process group. If the
+reducer is destroyed *after* ``destroy_process_group`` — because the caller still holds the
+trainer when the group goes — it drops the last reference to the group and can deadlock in
+``~ProcessGroupGloo`` (seen: a rank hung for 300 s at exit). So the DDP wrapper lives only
+while it trains: :meth:`DistributedTrainer.fit` releases it when it returns (or raises), and
+:meth:`DistributedContext.close` releases the wrapper of every trainer still alive, collects
+garbage (a wrapper in a reference cycle), waits for all ranks at a barrier, and only then
+destroys the group.
 """
 
 from __future__ import annotations
 
+import gc
 import os
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +51,10 @@ from tripletlab.train.checkpoint import restore_rng_state, save_checkpoint
 from tripletlab.train.trainer import Trainer
 
 __all__ = ["DistributedContext", "DistributedTrainer", "distributed_context"]
+
+#: The DistributedTrainers alive in this process: :meth:`DistributedContext.close` releases
+#: their DDP wrappers before the process group (which is process-wide too) is destroyed.
+_LIVE_TRAINERS: weakref.WeakSet[DistributedTrainer] = weakref.WeakSet()
 
 
 class GlobalLoss(BatchLoss):
@@ -74,12 +91,34 @@ class DistributedTrainer(Trainer):
             torch.cuda.set_device(kwargs["device"])
         super().__init__(model, GlobalLoss(loss), optimizer, **kwargs)
         self.ddp: torch.nn.Module | None = None
-        if tdist.is_distributed():
+        self._wrap()
+        _LIVE_TRAINERS.add(self)
+
+    def _wrap(self) -> None:
+        """Wrap the model in DistributedDataParallel when distributed and not wrapped yet.
+
+        A collective (rank 0's parameters are broadcast): every rank calls it at the same
+        point — building its trainer, starting ``fit``, the first training step after a
+        release. The wrapper registers the parameters that require gradients *now*, so
+        ``fit`` builds it before any epoch hook freezes some."""
+        if self.ddp is None and tdist.is_distributed():
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
 
+    def release_ddp(self) -> None:
+        """Drop the DistributedDataParallel wrapper and collect it now, while the process
+        group is alive (see the module docstring); the next training step wraps the model
+        again."""
+        if self.ddp is None:
+            return
+        self.ddp = None
+        gc.collect()  # the wrapper's hooks form reference cycles: free its reducer now
+
     def _forward(self, inputs: Tensor) -> Tensor:
-        if self.ddp is None or not (self.model.training and torch.is_grad_enabled()):
+        if not (self.model.training and torch.is_grad_enabled()):
+            return super()._forward(inputs)
+        self._wrap()  # a train_step of the caller's after fit released it averages gradients too
+        if self.ddp is None:  # not distributed
             return super()._forward(inputs)
         embeddings = self.ddp(inputs)
         return l2_normalize(embeddings) if self.normalize else embeddings
@@ -124,19 +163,24 @@ class DistributedTrainer(Trainer):
         resume_from: str | Path | None = None,
         sampler: Any = None,
     ) -> list[dict[str, Any]]:
-        """:meth:`Trainer.fit` with a :class:`DistributedPKSampler` (disjoint batches per rank)."""
+        """:meth:`Trainer.fit` with a :class:`DistributedPKSampler` (disjoint batches per rank)
+        through the DDP wrapper, which is released when ``fit`` returns or raises."""
         if sampler is None:
             sampler = DistributedPKSampler(labels.cpu(), p=p, k=k, seed=self.seed)
-        history = super().fit(
-            inputs,
-            labels,
-            epochs=epochs,
-            p=p,
-            k=k,
-            steps_per_epoch=steps_per_epoch,
-            resume_from=resume_from,
-            sampler=sampler,
-        )
+        self._wrap()
+        try:
+            history = super().fit(
+                inputs,
+                labels,
+                epochs=epochs,
+                p=p,
+                k=k,
+                steps_per_epoch=steps_per_epoch,
+                resume_from=resume_from,
+                sampler=sampler,
+            )
+        finally:
+            self.release_ddp()
         tdist.barrier()  # rank 0 has written final.pt before anyone moves on
         return history
 
@@ -159,8 +203,17 @@ class DistributedContext:
         return DistributedTrainer if self.enabled else Trainer
 
     def close(self) -> None:
-        """Leave the process group (no-op when not distributed)."""
-        if self.enabled:
+        """Leave the process group (no-op when not distributed), in the order of the module
+        docstring: DDP wrappers released, garbage collected, a barrier, then the group
+        destroyed (even when the barrier fails: a peer died)."""
+        if not self.enabled:
+            return
+        for trainer in list(_LIVE_TRAINERS):
+            trainer.release_ddp()
+        gc.collect()
+        try:
+            tdist.barrier()
+        finally:
             tdist.destroy_distributed()
 
 

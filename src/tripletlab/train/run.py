@@ -6,8 +6,8 @@ from tripletlab._moved import moved_names
 __getattr__ = moved_names(
     __name__,
     {
-        "KEY_METRICS": "tripletlab.pipeline.training",
-        "RunResult": "tripletlab.pipeline.training",
+        "KEY_METRICS": "tripletlab.pipeline.run_result",
+        "RunResult": "tripletlab.pipeline.run_result",
         "run_training": "tripletlab.pipeline.training",
         "PreparedData": "tripletlab.pipeline.data",
         "prepare_data": "tripletlab.pipeline.data",

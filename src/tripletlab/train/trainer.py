@@ -34,7 +34,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import signal
@@ -43,30 +42,25 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from tripletlab._moved import moved_names
-from tripletlab.atomic import remove_stale_temps
 from tripletlab.data.sampler import PKSampler
 from tripletlab.errors import InvalidArgumentError
 from tripletlab.nn.embedding import DEFAULT_EMBED_BATCH, embed, l2_normalize
-from tripletlab.nn.loss_base import LossStats, as_batch_loss
-from tripletlab.train.checkpoint import (
-    TRAINER_KEYS,
-    capture_rng_state,
-    check_fits,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-)
+from tripletlab.nn.loss_base import as_batch_loss
 from tripletlab.train.devices import resolve_precision
+from tripletlab.train.epoch_steps import EpochSteps, accumulation_step
+from tripletlab.train.epoch_watch import watch_epoch
 from tripletlab.train.loading import device_batches, make_loader
 from tripletlab.train.logging import RunLogger
 from tripletlab.train.progress import Progress
 from tripletlab.train.streaming import LazyInputs
+from tripletlab.train.threads import torch_threads
+from tripletlab.train.trainer_options import check_trainer_options
+from tripletlab.train.trainer_state import TrainerCheckpoints
 
 if TYPE_CHECKING:
     from tripletlab.train.collapse import CollapseDetector
@@ -83,34 +77,12 @@ LossFn = Callable[..., Any]
 Validator = Callable[["Trainer"], Mapping[str, float]]
 
 
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` torch CPU threads (None: leave the setting alone).
-
-    Small networks gain nothing from more threads, and on a shared CPU extra OpenMP threads
-    spin-wait for cores: one thread was 5-50× faster than two for the digits MLP on a loaded
-    2-core machine."""
-    if n is None:
-        yield
-        return
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if not 1 <= n <= max(cpus or 1, 1):
-        # OpenBLAS segfaults above its build limit rather than refusing: refuse here.
-        raise InvalidArgumentError(f"threads must be in 1..{cpus} (the CPU cores); got {n}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def make_pk_sampler(labels: Tensor, p: int, k: int, seed: int) -> PKSampler:
     """The seeded P×K batch sampler covering every training sample once per epoch."""
     return PKSampler(labels.cpu(), p=p, k=k, seed=seed, drop_last=False)
 
 
-class Trainer:
+class Trainer(TrainerCheckpoints):
     """Trains an embedding network with a metric-learning loss over P×K batches.
 
     Args:
@@ -151,11 +123,6 @@ class Trainer:
             when its patience runs out.
     """
 
-    #: Checkpoint files in ``checkpoint_dir``: the latest epoch's, and the finished run's.
-    LAST_CHECKPOINT = "last.pt"
-    FINAL_CHECKPOINT = "final.pt"
-    BEST_CHECKPOINT = "best.pt"
-
     def __init__(
         self,
         model: nn.Module,
@@ -182,20 +149,9 @@ class Trainer:
         collapse: CollapseDetector | None = None,
         stopper: EarlyStopping | None = None,
     ) -> None:
-        if isinstance(accumulate_batches, bool) or not isinstance(accumulate_batches, int):
-            raise InvalidArgumentError(
-                f"accumulate_batches must be an integer >= 1; got {accumulate_batches!r}"
-            )
-        if accumulate_batches < 1:
-            raise InvalidArgumentError(
-                f"accumulate_batches must be an integer >= 1; got {accumulate_batches!r}"
-            )
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-            raise InvalidArgumentError(f"workers must be an integer >= 0; got {workers!r}")
-        if grad_clip is not None and not grad_clip > 0:
-            raise InvalidArgumentError(f"grad_clip must be > 0 or None; got {grad_clip!r}")
-        if validate_every < 1 or checkpoint_every < 1:
-            raise InvalidArgumentError("validate_every and checkpoint_every must be >= 1")
+        check_trainer_options(
+            accumulate_batches, workers, grad_clip, validate_every, checkpoint_every
+        )
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.loss = as_batch_loss(loss)
@@ -244,20 +200,21 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         try:
-            if not isinstance(inputs, Dataset):  # LazyInputs: read chunk by chunk in-process
-                n = len(inputs)  # type: ignore[arg-type]
-                chunks = [
-                    self._forward(inputs[i : i + batch_size].to(self.device)).cpu()
-                    for i in range(0, n, batch_size)
-                ]
-            else:
-                loader = self._loader(inputs, batch_size=batch_size)
-                chunks = [self._forward(x).cpu() for x, _ in device_batches(loader, self.device)]
+            chunks = self._embed_chunks(inputs, batch_size)
         finally:
             self.model.train(was_training)
         if not chunks:
             return torch.empty(0, 0)
         return torch.cat(chunks)
+
+    def _embed_chunks(self, inputs: Dataset | LazyInputs, batch_size: int) -> list[Tensor]:
+        if not isinstance(inputs, Dataset):  # LazyInputs: read chunk by chunk in-process
+            return [
+                self._forward(inputs[i : i + batch_size].to(self.device)).cpu()
+                for i in range(0, len(inputs), batch_size)
+            ]
+        loader = self._loader(inputs, batch_size=batch_size)
+        return [self._forward(x).cpu() for x, _ in device_batches(loader, self.device)]
 
     # -- one step --------------------------------------------------------------------------
     def train_step(
@@ -298,49 +255,6 @@ class Trainer:
     def _loader(self, dataset: Dataset, **options: Any) -> DataLoader:
         return make_loader(dataset, workers=self.workers, device=self.device, **options)
 
-    # -- checkpoints -----------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume (tensors and primitives only)."""
-        return (
-            {
-                "epoch": self.epoch,
-                "global_step": self.global_step,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-                "rng": capture_rng_state(),
-                "history": self.history,
-                "config": self.config,
-                "seed": self.seed,
-            }
-            | ({"scaler": self.scaler.state_dict()} if self.scaler is not None else {})
-            | ({"collapse": self.collapse.state_dict()} if self.collapse is not None else {})
-            | ({"early_stopping": self.stopper.state_dict()} if self.stopper is not None else {})
-        )
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` stored."""
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler is not None and state.get("scaler") is not None:
-            self.scaler.load_state_dict(state["scaler"])
-        restore_rng_state(state["rng"])
-        self.epoch = int(state["epoch"])
-        self.global_step = int(state["global_step"])
-        self.history = list(state.get("history", []))
-        if self.collapse is not None and state.get("collapse") is not None:
-            self.collapse.load_state_dict(state["collapse"])
-        if self.stopper is not None and state.get("early_stopping") is not None:
-            self.stopper.load_state_dict(state["early_stopping"])
-
-    def save(self, name: str = LAST_CHECKPOINT) -> Path | None:
-        """Atomically write a checkpoint into ``checkpoint_dir`` (None when there is none)."""
-        if self.checkpoint_dir is None:
-            return None
-        return save_checkpoint(self.checkpoint_dir / name, self.state_dict())
-
     # -- the loop --------------------------------------------------------------------------
     def fit(
         self,
@@ -379,18 +293,7 @@ class Trainer:
             raise InvalidArgumentError(
                 f"inputs and labels must have the same length; got {n_inputs} and {len(labels)}"
             )
-        if self.checkpoint_dir is not None:
-            remove_stale_temps(self.checkpoint_dir)  # a killed writer's; never a checkpoint
-        if resume_from is not None:
-            state = load_checkpoint(resume_from, map_location=self.device, required=TRAINER_KEYS)
-            check_fits(resume_from, self.load_state_dict, state)
-            if self.logger is not None:
-                self.logger.truncate(self.epoch)
-        else:
-            torch.manual_seed(self.seed)
-            np.random.seed(self.seed % 2**32)  # noqa: NPY002 - seeds the global RNG user code may use
-            if self.logger is not None:
-                self.logger.reset()
+        self._start_run(resume_from)
         if not isinstance(inputs, Dataset):  # a tensor, or tensor-like LazyInputs
             inputs = inputs.to(self.device)
         labels = labels.to(self.device)
@@ -424,58 +327,50 @@ class Trainer:
         steps_per_epoch: int | None,
         epochs: int,
     ) -> dict[str, Any]:
+        """One epoch: its steps, then validation, the watchers, logs and checkpoint."""
         self.model.train()
         self.epoch += 1
         for hook in self.epoch_start_hooks:
             hook(self)
         sampler.set_epoch(self.epoch)
         total = len(sampler) if steps_per_epoch is None else min(steps_per_epoch, len(sampler))
-        losses: list[Tensor] = []
-        all_stats: list[LossStats] = []
-        lrs: list[float] = []
         started = time.perf_counter()
-        group = self.accumulate_batches
-        batches = self._batches(inputs, labels, sampler)
-        self.progress.start_epoch(self.epoch, total)
-        for i, (batch_inputs, batch_labels) in enumerate(itertools.islice(batches, total)):
-            group_start = i - i % group
-            group_size = min(group, total - group_start)
-            value, stats = self.train_step(
-                batch_inputs,
-                batch_labels,
-                zero_grad=i == group_start,
-                step=i == group_start + group_size - 1,
-                loss_scale=1.0 / group_size,
-            )
-            losses.append(value)
-            all_stats.append(stats)
-            lrs.append(self.optimizer.param_groups[0]["lr"])
-            self.progress.step(value)
+        steps = self._train_steps(self._batches(inputs, labels, sampler), total)
         train_seconds = time.perf_counter() - started
         if self.scheduler is not None:
             self.scheduler.step()
-        first_step = self.global_step - len(losses) + 1
-        loss_values = torch.stack(losses).tolist() if losses else []
-        step_records = [
-            {"epoch": self.epoch, "step": first_step + i, "loss": loss, "lr": lr} | stats.as_dict()
-            for i, (loss, lr, stats) in enumerate(zip(loss_values, lrs, all_stats, strict=True))
-        ]
-        record: dict[str, Any] = {
-            "epoch": self.epoch,
-            "step": self.global_step,
-            "loss": float(np.mean(loss_values)) if loss_values else 0.0,
-            "lr": lrs[-1] if lrs else self.optimizer.param_groups[0]["lr"],
-            "epoch_seconds": train_seconds,
-        }
-        for key in ("active_fraction", "easy_fraction", "semi_hard_fraction", "hard_fraction"):
-            values = [r[key] for r in step_records if key in r]
-            if values:
-                record[key] = float(np.mean(values))
+        step_records, record = steps.records(
+            epoch=self.epoch,
+            last_step=self.global_step,
+            seconds=train_seconds,
+            current_lr=self.optimizer.param_groups[0]["lr"],
+        )
         if self.validate is not None and (
             self.epoch % self.validate_every == 0 or self.epoch == epochs
         ):
             record |= {f"val_{key}": float(v) for key, v in self.validate(self).items()}
         self._watch(record, step_records)
+        self._end_epoch(record, step_records, epochs)
+        return record
+
+    def _train_steps(self, batches: Iterator[tuple[Tensor, Tensor]], total: int) -> EpochSteps:
+        """At most ``total`` training steps over ``batches``, gradients accumulated in groups
+        of ``accumulate_batches``."""
+        steps = EpochSteps()
+        self.progress.start_epoch(self.epoch, total)
+        for i, (batch_inputs, batch_labels) in enumerate(itertools.islice(batches, total)):
+            zero_grad, step, loss_scale = accumulation_step(i, total, self.accumulate_batches)
+            value, stats = self.train_step(
+                batch_inputs, batch_labels, zero_grad=zero_grad, step=step, loss_scale=loss_scale
+            )
+            steps.add(value, stats, self.optimizer.param_groups[0]["lr"])
+            self.progress.step(value)
+        return steps
+
+    def _end_epoch(
+        self, record: dict[str, Any], step_records: list[dict[str, Any]], epochs: int
+    ) -> None:
+        """History, logs and ``last.pt`` of a finished epoch; a collapse stop raises last."""
         self.history.append(record)
         if self.logger is not None:
             self.logger.log_steps(step_records)
@@ -490,30 +385,19 @@ class Trainer:
         self.progress.end_epoch(record)
         if self.collapse is not None:
             self.collapse.raise_if_stopping()  # after last.pt: the run can be inspected
-        return record
 
     @property
     def _stopping(self) -> bool:
         return self.collapse is not None and self.collapse.should_stop
 
     def _watch(self, record: dict[str, Any], step_records: list[dict[str, Any]]) -> None:
-        """The collapse alarm and the best checkpoint / early stop of one epoch's record."""
-        if self.collapse is not None:
-            alarm = self.collapse.update_many(step_records)
-            if alarm is not None:
-                record["collapse"] = alarm.as_dict()
-                if step_records:
-                    step_records[-1]["collapse"] = alarm.summary()
-                self.progress.warn(alarm.message())
-        if self.stopper is not None:
-            decision = self.stopper.update(record)
-            if decision.best_epoch is not None:
-                record["best_epoch"] = decision.best_epoch
-            if decision.improved:
-                self.history.append(record)  # best.pt holds this epoch's record too
-                try:
-                    self.save(self.BEST_CHECKPOINT)
-                finally:
-                    self.history.pop()
-            if decision.stop:
-                record["early_stop"] = True
+        """The collapse alarm and the best checkpoint / early stop of one epoch's record
+        (:func:`~tripletlab.train.epoch_watch.watch_epoch`); ``best.pt`` holds the record."""
+        watch_epoch(
+            record,
+            step_records,
+            collapse=self.collapse,
+            stopper=self.stopper,
+            warn=self.progress.warn,
+            save_best=lambda best: self._save_with_record(self.BEST_CHECKPOINT, best),
+        )
