@@ -15,20 +15,12 @@ Example:
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from tripletlab.errors import ConfigError
+from tripletlab.train.threads import available_cpus
 
-__all__ = ["available_cpus", "check_threads", "resolve_device"]
-
-
-def available_cpus() -> int:
-    """CPU cores this process may run on (its affinity mask, else ``os.cpu_count()``)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(len(os.sched_getaffinity(0)), 1)
-    return max(os.cpu_count() or 1, 1)  # pragma: no cover - macOS, Windows
+__all__ = ["check_threads", "resolve_device"]
 
 
 def check_threads(threads: int) -> int:

@@ -24,10 +24,10 @@ import torch
 
 from tripletlab.errors import InvalidArgumentError
 
-__all__ = ["torch_threads"]
+__all__ = ["available_cpus", "torch_threads"]
 
 
-def _available_cores() -> int:
+def available_cpus() -> int:
     """The CPU cores this process may run on (its affinity where the OS tells it), at least 1."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(cpus or 1, 1)
@@ -46,7 +46,7 @@ def torch_threads(n: int | None) -> Iterator[None]:
     if n is None:
         yield
         return
-    cores = _available_cores()
+    cores = available_cpus()
     if not 1 <= n <= cores:
         raise InvalidArgumentError(f"threads must be in 1..{cores} (the CPU cores); got {n}")
     before = torch.get_num_threads()
