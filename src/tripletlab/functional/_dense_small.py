@@ -24,9 +24,9 @@ import torch
 from torch import Tensor
 
 from tripletlab.functional._refined_distances import (
+    COSINE_EPS,
     direct_distances,
     direct_matrix_is_cheaper,
-    unit_rows,
 )
 from tripletlab.functional._validation import (
     check_embeddings,
@@ -148,12 +148,12 @@ def dense_hardest_pairs(x: Tensor, labels: Tensor, metric: str) -> tuple[Tensor,
     """(positive column, negative column, valid) per anchor from dense B×B masks.
 
     ``valid`` marks anchors with a positive and a negative; the columns are arbitrary (but
-    in range) elsewhere. The distance matrix is computed without autograd.
+    in range) elsewhere. The distance matrix is computed without autograd. For ``"cosine"``
+    ``x`` holds the unit rows (zero rows at 0).
     """
     with torch.no_grad():
         if metric == "cosine":
-            x_hat, _ = unit_rows(x)
-            scores = -(x_hat @ x_hat.T)  # 1 − cos, up to the constant: same order
+            scores = -(x @ x.T)  # 1 − cos, up to the constant: same order
         else:
             sq = (x * x).sum(1)
             scores = torch.addmm(sq[:, None] + sq[None, :], x, x.T, alpha=-2)
@@ -165,11 +165,28 @@ def dense_hardest_pairs(x: Tensor, labels: Tensor, metric: str) -> tuple[Tensor,
 
 
 def dense_batch_hard_terms(x: Tensor, labels: Tensor, metric: str) -> tuple[Tensor, Tensor, Tensor]:
-    """(d_ap, d_an, valid) of each anchor's hardest triplet, distances recomputed directly."""
-    p, n, valid = dense_hardest_pairs(x, labels, metric)
+    """(d_ap, d_an, valid) of each anchor's hardest triplet, distances recomputed directly.
+
+    Cosine: the rows are normalised once, differentiably (as
+    :func:`~tripletlab.functional.distances.row_distance` does each row: the same numbers),
+    and both the selection and the recomputed distances read them — one normalisation and
+    its backward instead of five.
+    """
+    if metric == "cosine":
+        norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+        x = x / norm.clamp_min(COSINE_EPS)
+        with torch.no_grad():
+            selecting = torch.where(norm > COSINE_EPS, x, 0)  # zero rows: cos 0 (unit_rows)
+    else:
+        selecting = x
+    p, n, valid = dense_hardest_pairs(selecting, labels, metric)
     # both pairs of every anchor in one pass (half the operator calls of two); index_select:
     # its backward is index_add_, cheaper than advanced indexing's index_put_
-    both = row_distance(torch.cat([x, x]), x.index_select(0, torch.cat([p, n])), metric)
+    anchors, selected = torch.cat([x, x]), x.index_select(0, torch.cat([p, n]))
+    if metric == "cosine":
+        both = (1 - (anchors * selected).sum(dim=1)).clamp_min(0)
+    else:
+        both = row_distance(anchors, selected, metric)
     d_ap, d_an = both.split(x.shape[0])
     return d_ap, d_an, valid
 
