@@ -98,6 +98,17 @@ class _SelfCosineDistances(torch.autograd.Function):
         return torch.where((norm > COSINE_EPS)[:, None], grad_x, torch.zeros_like(grad_x))
 
 
+class _DirectSelfCosineDistances(_SelfCosineDistances):
+    """:class:`_SelfCosineDistances` with every entry computed by direct differences
+    (:func:`_direct_cosine_matrix`, small batches only); the backward pass is the parent's."""
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        x_hat, norm = unit_rows(x.detach())
+        ctx.save_for_backward(x_hat, norm)
+        return _direct_cosine_matrix(x_hat, norm, None, None).to(x.dtype)
+
+
 def unit_rows(x: Tensor) -> tuple[Tensor, Tensor]:
     """(x̂, ‖x‖): rows divided by their norm, zero rows (norm ≤ COSINE_EPS) left at 0."""
     norm = x.norm(dim=1)
@@ -177,8 +188,11 @@ def direct_distances(
     Exact decisions everywhere, no refinement; the cost is a B·M·D pass in float64 (see
     :func:`direct_matrix_is_cheaper`). The gradient is the GEMM form's.
     """
-    if y is None and metric != "cosine":
-        graph = _DirectSelfSquaredDistances.apply(x)
+    if y is None:
+        direct_self = (
+            _DirectSelfCosineDistances if metric == "cosine" else _DirectSelfSquaredDistances
+        )
+        graph = direct_self.apply(x)
     else:
         graph = (
             _SelfCosineDistances.apply(x)
@@ -254,12 +268,21 @@ def _direct_matrix_(matrix: Tensor, x: Tensor, y: Tensor | None, metric: str) ->
     """
     if metric == "cosine":
         x_hat, x_norm = unit_rows(x)
-        y_hat, y_norm = (x_hat, x_norm) if y is None else unit_rows(y)
-        squared = _direct_squared_matrix(x_hat, y_hat if y is not None else None)
-        zero = (x_norm <= COSINE_EPS)[:, None] | (y_norm <= COSINE_EPS)[None, :]
-        matrix.copy_(torch.where(zero, 1.0, squared / 2))
+        y_hat, y_norm = (None, None) if y is None else unit_rows(y)
+        matrix.copy_(_direct_cosine_matrix(x_hat, x_norm, y_hat, y_norm))
     else:
         matrix.copy_(_direct_squared_matrix(x, y))
+
+
+def _direct_cosine_matrix(
+    x_hat: Tensor, x_norm: Tensor, y_hat: Tensor | None, y_norm: Tensor | None
+) -> Tensor:
+    """(B, M) float64 1 − cos as ‖x̂_a − ŷ_n‖²/2 by differences; 1 where a row is zero
+    (``y_hat`` None: the rows against themselves)."""
+    squared = _direct_squared_matrix(x_hat, y_hat)
+    col_norm = x_norm if y_norm is None else y_norm
+    zero = (x_norm <= COSINE_EPS)[:, None] | (col_norm <= COSINE_EPS)[None, :]
+    return torch.where(zero, 1.0, squared / 2)
 
 
 def _direct_squared_matrix(x: Tensor, y: Tensor | None) -> Tensor:
