@@ -47,7 +47,7 @@ def _loss_and_grad(loss, x, y, kwargs):
 
 
 def _general_path(monkeypatch):
-    monkeypatch.setattr(dense_small, "DENSE_CUBE_MAX_BATCH", 0)
+    monkeypatch.setattr(dense_small, "DENSE_PAIRS_MAX_ELEMENTS", 0)
     monkeypatch.setattr(batch_hard_module, "DENSE_MAX_BATCH", 0)
 
 

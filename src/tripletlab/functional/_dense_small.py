@@ -28,6 +28,7 @@ from tripletlab.functional._refined_distances import (
     direct_distances,
     direct_matrix_is_cheaper,
 )
+from tripletlab.functional._screened_distances import ScreenedDistances
 from tripletlab.functional._validation import (
     check_embeddings,
     check_labels,
@@ -42,10 +43,9 @@ from tripletlab.functional.smoothing import smooth_hinge
 
 #: Largest batch computed by the dense batch-hard form (B×B masks of a few hundred kB at most).
 DENSE_MAX_BATCH = 256
-#: Largest batch computed by the dense (B, B, B) batch-all form: a few B³ temporaries (1 MB
-#: each at B = 64). Measured on CPU (1 thread, D = 128, forward+backward): 0.6–0.8× the
-#: bucketed path's time at B = 32–64.
-DENSE_CUBE_MAX_BATCH = 64
+#: Most (positive pair, column) comparisons of the dense pair forms, P·B = B²(K − 1) for
+#: classes of K: a few (P, B) float temporaries of at most 1 MB each.
+DENSE_PAIRS_MAX_ELEMENTS = 2**18
 
 
 @dataclass(frozen=True)
@@ -191,95 +191,212 @@ def dense_batch_hard_terms(x: Tensor, labels: Tensor, metric: str) -> tuple[Tens
     return d_ap, d_an, valid
 
 
-class _DenseBatchAll(torch.autograd.Function):
-    """Per-anchor batch-all sums over the (B, B, B) triplet tensor, dL/dD written directly.
+class _DensePairsBatchAll(torch.autograd.Function):
+    """Per-anchor batch-all sums from the (P, B) tensor of (positive pair, column), dL/dD
+    written directly.
 
-    t[a, p, n] = d_ap − d_an + m with d_ap = −inf off the positives and d_an = +inf off the
-    negatives, so invalid triplets have h(t) = h'(t) = 0 without a (B, B, B) mask. Then
-    ∂L/∂d_ap = g_a Σ_n h'(t) and ∂L/∂d_an = −g_a Σ_p h'(t): two reductions of the slope
-    tensor are all the backward keeps.
+    Row i of ``t`` is the pair (a_i, p_i): t[i, n] = d_{a_i p_i} + m − d_{a_i n}, −inf off the
+    anchor's negatives, so invalid triplets have h(t) = h'(t) = 0. Then
+    ∂L/∂d_ap = g_a Σ_n h'(t[i, n]) and ∂L/∂d_an = −g_a Σ_{i: a_i = a} h'(t[i, n]): a (P,) and a
+    (B, B) reduction of the slope tensor are all the backward keeps. P·B = B²(K − 1) elements
+    for classes of K, against B³ for the whole triplet cube.
     """
 
     @staticmethod
-    def forward(ctx, graph, roots, positive, negative, margin, smoothing):  # type: ignore[override]
-        # roots: the distances when ``graph`` holds their squares (euclidean), else None
-        d = graph.detach() if roots is None else roots
-        d_ap = torch.where(positive, d, -math.inf)
-        d_an = torch.where(negative, d, math.inf)
-        t = (d_ap[:, :, None] - d_an[:, None, :]).add_(margin)
-        # every B³ temporary is written in place where it can: a fresh one costs its page
-        # faults on each call (measured: 0.7 ms for a new 1 MB slope tensor at B = 64)
+    def forward(ctx, graph, roots, t, anchors, positives, smoothing):  # type: ignore[override]
+        # roots: the distances when ``graph`` holds their squares (euclidean), else None;
+        # t is consumed in place (a fresh temporary costs its page faults on each call)
         if smoothing:
             terms = torch.nn.functional.softplus(t, beta=1.0 / smoothing, threshold=20.0)
-            per_anchor = terms.sum((1, 2))
-            active = terms.sign_().sum(2)
+            per_pair = terms.sum(1)
+            num_active = terms.sign_().sum()
             slope = t.div_(smoothing).sigmoid_()
+            toward_positive = slope.sum(1)
         else:
             terms = t.clamp_min_(0)
-            per_anchor = terms.sum((1, 2))
+            per_pair = terms.sum(1)
             slope = terms.sign_()  # 1 where active, 0 elsewhere (terms ≥ 0)
-            active = None
-        toward_positive = slope.sum(2)
-        ctx.save_for_backward(toward_positive, slope.sum(1), roots)
-        counts = (toward_positive if active is None else active).sum(1).round().long()
-        ctx.mark_non_differentiable(counts)
-        return per_anchor, counts
+            toward_positive = slope.sum(1)
+            num_active = toward_positive.sum()
+        toward_negative = graph.new_zeros(graph.shape).index_add_(0, anchors, slope)
+        ctx.save_for_backward(toward_positive, toward_negative, anchors, positives, roots)
+        per_anchor = graph.new_zeros(graph.shape[0]).index_add_(0, anchors, per_pair)
+        ctx.mark_non_differentiable(num_active)
+        return per_anchor, num_active
 
     @staticmethod
     def backward(ctx, grad_per_anchor, _grad_active):  # type: ignore[override]
-        toward_positive, toward_negative, roots = ctx.saved_tensors
-        grad = (toward_positive - toward_negative) * grad_per_anchor[:, None]
-        if roots is not None:  # ∂D/∂S = 1/(2D), 0 where D = 0 (a finite subgradient)
-            grad = torch.where(roots > 0, grad / (2 * roots), 0)
+        toward_positive, toward_negative, anchors, positives, roots = ctx.saved_tensors
+        g = grad_per_anchor if roots is None else grad_per_anchor * 0.5  # ∂D/∂S = 1/(2D)
+        grad = toward_negative * -g[:, None]  # 0 at the positives (saved: not in place)
+        grad[anchors, positives] = toward_positive * g.index_select(0, anchors)
+        if roots is not None:  # 0 where D = 0 (a finite subgradient)
+            grad = grad.div_(roots).masked_fill_(roots == 0, 0)
         return grad, None, None, None, None, None
 
 
-def cube_rows(embeddings: Tensor, labels: Tensor, metric: str) -> SmallBatch | None:
-    """:func:`direct_rows` for the (B, B, B) batch-all form."""
-    return direct_rows(embeddings, labels, metric, DENSE_CUBE_MAX_BATCH)
+@dataclass(frozen=True)
+class PairBatch:
+    """A small batch with its positive pairs listed: the input of the dense pair forms."""
+
+    rows: SmallBatch
+    anchors: Tensor  # (P,) int64, ascending
+    positives: Tensor  # (P,) int64: the pairs (anchors[i], positives[i]), same label, distinct
+    same: Tensor  # (B, B) bool: same label (the diagonal included)
+
+
+
+def pair_rows(embeddings: Tensor, labels: Tensor, metric: str) -> PairBatch | None:
+    """The batch and its positive pairs when B ≤ :data:`DENSE_MAX_BATCH` and the (P, B)
+    comparisons number at most :data:`DENSE_PAIRS_MAX_ELEMENTS`; None otherwise."""
+    embeddings, labels = _checked(embeddings, labels)
+    if not 2 <= embeddings.shape[0] <= DENSE_MAX_BATCH:
+        return None
+    same = labels[:, None] == labels[None, :]
+    anchors, positives = same.clone().fill_diagonal_(False).nonzero(as_tuple=True)
+    if anchors.numel() * embeddings.shape[0] > DENSE_PAIRS_MAX_ELEMENTS:
+        return None
+    rows = _scaled_rows(embeddings, labels, metric)
+    return PairBatch(rows=rows, anchors=anchors, positives=positives, same=same)
+
+
+def pair_differences(
+    distances: ScreenedDistances,
+    anchors: Tensor,
+    same: Tensor,
+    critical: Tensor,
+    exact: bool,
+    fill: float = -math.inf,
+) -> tuple[Tensor, Tensor]:
+    """(P, B) critical − D(a, n) for each pair's anchor a and negative n, ``fill`` elsewhere;
+    and the (P, B) mask of the other entries (same label as the anchor).
+
+    ``exact``: the entries the screen cannot decide (|t| within the GEMM error bound) are
+    recomputed directly first, so that every t has the sign of the direct matrix's.
+    """
+    with torch.no_grad():
+        t = torch.sub(critical[:, None], distances.values.index_select(0, anchors))
+        not_negative = same.index_select(0, anchors)
+        t.masked_fill_(not_negative, fill)
+        if exact:
+            pair, column = distances.near(t, critical).nonzero(as_tuple=True)
+            if pair.numel():
+                rows = anchors.index_select(0, pair)
+                distances.make_exact_(rows, column)
+                t[pair, column] = critical.index_select(0, pair) - distances.values[rows, column]
+    return t, not_negative
 
 
 def dense_batch_all_terms(
-    rows: SmallBatch, metric: str, margin: float, smoothing: float | None
+    batch: PairBatch, metric: str, margin: float, smoothing: float | None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """(per-anchor sums, per-anchor active counts, number of valid triplets), scaled units."""
-    graph, values = direct_distances(rows.x, metric)
-    positive, negative = label_masks(rows.labels)
-    roots = None if graph is values else values
-    per_anchor, active = _DenseBatchAll.apply(graph, roots, positive, negative, margin, smoothing)
-    num_triplets = (positive.sum(1) * negative.sum(1)).sum()
-    return per_anchor, active, num_triplets
+    """(per-anchor sums, number of active triplets, number of triplets), in scaled units."""
+    anchors, positives = batch.anchors, batch.positives
+    distances = ScreenedDistances(batch.rows.x, metric, anchors, positives)
+    threshold = distances.values[anchors, positives] + margin
+    # the hinge decides d_an < d_ap + m; the smoothed loss decides nothing
+    t, not_negative = pair_differences(
+        distances, anchors, batch.same, threshold, exact=smoothing is None
+    )
+    num_triplets = not_negative.numel() - not_negative.sum()
+    roots = distances.values if metric == "euclidean" else None
+    per_anchor, num_active = _DensePairsBatchAll.apply(
+        distances.graph, roots, t, anchors, positives, smoothing
+    )
+    return per_anchor, num_active, num_triplets
 
 
 def dense_semi_hard_terms(
-    rows: SmallBatch, metric: str, margin: float, smoothing: float | None, fallback: str
-) -> tuple[Tensor, Tensor]:
-    """((B, B) per-pair losses, (B, B) valid pairs) of FaceNet's semi-hard loss, dense form.
+    batch: PairBatch, metric: str, margin: float, smoothing: float | None, fallback: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """FaceNet's semi-hard loss in pair form: (per-anchor sums, pairs, active pairs).
 
-    Pair (a, p) takes n* = argmin {d_an : n negative, d_an > d_ap}, else the fallback
-    (the anchor's closest or farthest negative; ``"skip"`` drops the pair). O(B² log B): one
-    sort of each row's negatives and a binary search per pair (as sentence-transformers).
+    Pair (a, p) takes n* = argmin {d_an : n negative, d_an > d_ap} — the largest negative
+    t = d_ap − d_an of its row of the (P, B) differences, ties by column — else the fallback
+    (the anchor's closest or farthest negative; ``"skip"`` drops the pair). The decisions
+    d_an > d_ap are exact (screened, see :class:`ScreenedDistances`).
     """
-    graph, values = direct_distances(rows.x, metric)
-    positive, negative = label_masks(rows.labels)
+    anchors, positives = batch.anchors, batch.positives
+    distances = ScreenedDistances(batch.rows.x, metric, anchors, positives)
     with torch.no_grad():
-        d = values.detach()
-        d_neg = torch.where(negative, d, math.inf)
-        # each row's negatives ascending (non-negatives last, at +inf; ties by column): the
-        # first one beyond d_ap is the semi-hard negative of (a, p)
-        ascending, order = d_neg.sort(dim=1, stable=True)
-        first = torch.searchsorted(ascending, d, right=True)
-        found = first < negative.sum(1, keepdim=True)
-        column = order.gather(1, first.clamp_max_(d.shape[1] - 1))
-        if fallback == "easiest":
-            other = torch.where(negative, d, -math.inf).argmax(1)
-        else:
-            other = d_neg.argmin(1)
-        column = torch.where(found, column, other[:, None])
-        pair_valid = positive & negative.any(1)[:, None]
+        column, found = _semi_hard_negatives(batch, distances)
+        other = _fallback_negative(distances.values, batch.same, fallback)
+        column = torch.where(found, column, other.index_select(0, anchors))
+        pair_valid = (~batch.same).any(1).index_select(0, anchors)
         if fallback == "skip":
-            pair_valid = pair_valid & found
-    differentiable = safe_sqrt(graph) if graph is not values else graph
-    d_ap, d_an = differentiable, differentiable.gather(1, column)
+            pair_valid &= found
+    graph = distances.graph
+    both = torch.cat([graph[anchors, positives], graph[anchors, column]])
+    if metric == "euclidean":  # the graph holds the squares
+        both = safe_sqrt(both)
+    num_pairs = anchors.numel()
+    d_ap, d_an = both[:num_pairs], both[num_pairs:]
     terms = torch.where(pair_valid, smooth_hinge(d_ap - d_an + margin, smoothing), 0)
-    return terms, pair_valid
+    per_anchor = graph.new_zeros(graph.shape[0]).index_add(0, anchors, terms)
+    return per_anchor, pair_valid.sum(), (terms.detach() > 0).sum()
+
+
+def _semi_hard_by_differences(
+    distances: ScreenedDistances, anchors: Tensor, same: Tensor, d_ap: Tensor
+) -> tuple[Tensor, Tensor]:
+    """(column, found) of the pairs (anchors[i], ·) with positive distance d_ap[i], from the
+    screened (P, B) differences t = d_ap − d_an: the semi-hard negative has the largest
+    t < 0 (ties: the first column)."""
+    t, _ = pair_differences(distances, anchors, same, d_ap, exact=True, fill=math.inf)
+    best, column = torch.where(t < 0, t, -math.inf).max(1)  # d_an > d_ap ⟺ t < 0
+    return column, best > -math.inf
+
+
+def _semi_hard_negatives(batch: PairBatch, distances: ScreenedDistances) -> tuple[Tensor, Tensor]:
+    """(column, found) of each pair's semi-hard negative, by one sort of each row's negatives
+    and a binary search per entry: O(B² log B) whatever K.
+
+    The search decides on GEMM values: it is exact for a pair when the largest negative at
+    most d_ap and the smallest one above it both lie beyond the error bound (then so does
+    every other negative of the row). The few pairs for which they do not — ties,
+    duplicates, near-ties — are decided by the screened differences of their row.
+    """
+    anchors, positives = batch.anchors, batch.positives
+    values = distances.values
+    n_col = values.shape[1]
+    ascending, order = torch.where(batch.same, math.inf, values).sort(dim=1, stable=True)
+    d_ap = values[anchors, positives]
+    # first = #{negatives n of a : d_an ≤ d_ap}: the slot of the first one beyond d_ap
+    first = _search_rows(ascending, anchors, d_ap, batch.same.sum(1) - 1)
+    flat = anchors * n_col + first
+    found = first < (~batch.same).sum(1).index_select(0, anchors)
+    below = ascending.view(-1).index_select(0, (flat - 1).clamp_min_(0))
+    above = ascending.view(-1).index_select(0, flat.clamp_max(ascending.numel() - 1))
+    around = torch.stack([d_ap - below, d_ap - above], 1)
+    around[:, 0].masked_fill_(first == 0, math.inf)  # no negative at most d_ap
+    around[:, 1].masked_fill_(~found, -math.inf)  # none beyond
+    column = order.view(-1).index_select(0, torch.minimum(flat, anchors * n_col + n_col - 1))
+    unsure = distances.near(around, d_ap).any(1).nonzero()[:, 0]
+    if unsure.numel():
+        column[unsure], found[unsure] = _semi_hard_by_differences(
+            distances, anchors.index_select(0, unsure), batch.same, d_ap.index_select(0, unsure)
+        )
+    return column, found
+
+
+def _search_rows(
+    sorted_rows: Tensor, anchors: Tensor, queries: Tensor, per_anchor: Tensor
+) -> Tensor:
+    """(P,) #{sorted_rows[anchors[i]] ≤ queries[i]} by one ``searchsorted`` of a (B, K_max)
+    padded query matrix (pairs grouped by anchor, ascending, ``per_anchor`` pairs each)."""
+    if anchors.numel() == 0:
+        return anchors.clone()
+    starts = per_anchor.cumsum(0) - per_anchor
+    slot = torch.arange(anchors.numel(), device=anchors.device) - starts.index_select(0, anchors)
+    width = int(per_anchor.max())
+    padded = queries.new_zeros(sorted_rows.shape[0] * width)
+    padded[anchors * width + slot] = queries
+    found = torch.searchsorted(sorted_rows, padded.view(sorted_rows.shape[0], width), right=True)
+    return found.view(-1).index_select(0, anchors * width + slot)
+
+
+def _fallback_negative(values: Tensor, same: Tensor, fallback: str) -> Tensor:
+    """(B,) each anchor's closest negative (``"easiest"``: farthest); arbitrary without one."""
+    if fallback == "easiest":
+        return torch.where(same, -math.inf, values).argmax(1)
+    return torch.where(same, math.inf, values).argmin(1)

@@ -44,6 +44,11 @@ def error_scale(dim: int, dtype: torch.dtype) -> float:
     return (_BOUND_PER_DIM * dim + _BOUND_CONSTANT) * unit_roundoff
 
 
+def critical_slack(dtype: torch.dtype) -> float:
+    """The relative slack around a critical value (:data:`_CRITICAL_SLACK` units u)."""
+    return _CRITICAL_SLACK * torch.finfo(dtype).eps / 2
+
+
 def widen(x: Tensor) -> Tensor:
     """The rows in float64 (float32 and lower), for :func:`direct_squared`; converted once."""
     return x if x.dtype == torch.float64 else x.to(torch.float64)
@@ -58,8 +63,11 @@ def direct_squared(
     the correctly rounded distance but for a double rounding once in ~2²⁹: identical pairs give
     identical bits wherever they sit in the batch.
     """
-    squared = torch.empty(rows.shape, dtype=x_wide.dtype, device=x_wide.device)
     step = max(1, _DIRECT_ELEMENTS_PER_CHUNK // max(1, x_wide.shape[1]))
+    if rows.numel() <= step:  # one block: the same operations without the loop's slicing
+        diff = x_wide.index_select(0, rows).sub_(y_wide.index_select(0, cols))
+        return torch.sum(diff.square_(), 1).to(dtype)
+    squared = torch.empty(rows.shape, dtype=x_wide.dtype, device=x_wide.device)
     for start in range(0, rows.numel(), step):
         chunk = slice(start, start + step)
         diff = x_wide.index_select(0, rows[chunk])
@@ -96,6 +104,9 @@ _DIRECT_PAIRS_PER_CHUNK = 2**14
 
 def refine_pairs_(values: Tensor, rows: Tensor, cols: Tensor, direct) -> None:
     """Overwrite ``values[rows, cols]`` with ``direct(rows, cols)`` (in place, no autograd)."""
+    if rows.numel() <= _DIRECT_PAIRS_PER_CHUNK:
+        values[rows, cols] = direct(rows, cols)
+        return
     for start in range(0, rows.numel(), _DIRECT_PAIRS_PER_CHUNK):
         chunk = slice(start, start + _DIRECT_PAIRS_PER_CHUNK)
         values[rows[chunk], cols[chunk]] = direct(rows[chunk], cols[chunk])
@@ -134,7 +145,7 @@ def refine_near_critical_(
     no_rows = torch.zeros(0, dtype=torch.long, device=values.device)
     if n_rows == 0 or n_cols == 0 or critical_low.shape[1] == 0:
         return no_rows
-    slack = _CRITICAL_SLACK * torch.finfo(values.dtype).eps / 2
+    slack = critical_slack(values.dtype)
     low = (critical_low * (1 - slack)).contiguous()
     high = (critical_high * (1 + slack)).contiguous()
     step = max(1, _FLAG_BLOCK_ELEMENTS // n_cols)

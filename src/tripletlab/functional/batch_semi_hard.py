@@ -37,10 +37,9 @@ from tripletlab.functional._batch_input import (
 )
 from tripletlab.functional._compile import eager_under_compile
 from tripletlab.functional._dense_small import (
-    DENSE_MAX_BATCH,
     ClassSizes,
     dense_semi_hard_terms,
-    direct_rows,
+    pair_rows,
     reduce_dense,
 )
 from tripletlab.functional._validation import check_choice, check_scaled_result
@@ -99,13 +98,14 @@ def batch_semi_hard_triplet_loss(
     margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
     check_choice(fallback, "fallback", FALLBACKS)
     dense = ref_embeddings is None and not return_stats
-    classes = ClassSizes(labels)  # counted at most once, by whichever decision needs it
-    rows = direct_rows(embeddings, labels, metric, DENSE_MAX_BATCH, classes) if dense else None
-    if rows is not None:
-        mu = smoothing and smoothing * rows.unit
-        terms, pair_valid = dense_semi_hard_terms(rows, metric, margin * rows.unit, mu, fallback)
-        num_active = ((terms.detach() > 0) & pair_valid).sum()
-        return reduce_dense(rows, terms.sum(1), pair_valid.sum(), num_active, reduction)
+    pairs = pair_rows(embeddings, labels, metric) if dense else None
+    if pairs is not None:
+        unit = pairs.rows.unit
+        per_anchor, num_pairs, num_active = dense_semi_hard_terms(
+            pairs, metric, margin * unit, smoothing and smoothing * unit, fallback
+        )
+        return reduce_dense(pairs.rows, per_anchor, num_pairs, num_active, reduction)
+    classes = ClassSizes(labels)  # counted at most once
     through_matrix = _gradient_through_matrix(embeddings, labels, ref_embeddings, classes)
     batch = prepare_batch(
         embeddings,
