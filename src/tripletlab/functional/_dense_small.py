@@ -46,6 +46,10 @@ DENSE_MAX_BATCH = 256
 #: Most (positive pair, column) comparisons of the dense pair forms, P·B = B²(K − 1) for
 #: classes of K: a few (P, B) float temporaries of at most 1 MB each.
 DENSE_PAIRS_MAX_ELEMENTS = 2**18
+#: Up to this many (pair, column) entries, semi-hard negatives come from the (P, B)
+#: differences (a few elementwise passes); above, from one sort of the B×B matrix and a
+#: binary search per pair (the sort's fixed cost, ~1 ms at B = 128, then wins).
+SEMI_HARD_DIFFERENCES_MAX_ELEMENTS = 2**17
 
 
 @dataclass(frozen=True)
@@ -359,8 +363,10 @@ def _semi_hard_negatives(batch: PairBatch, distances: ScreenedDistances) -> tupl
     anchors, positives = batch.anchors, batch.positives
     values = distances.values
     n_col = values.shape[1]
-    ascending, order = torch.where(batch.same, math.inf, values).sort(dim=1, stable=True)
     d_ap = values[anchors, positives]
+    if anchors.numel() * n_col <= SEMI_HARD_DIFFERENCES_MAX_ELEMENTS:
+        return _semi_hard_by_differences(distances, anchors, batch.same, d_ap)
+    ascending, order = torch.where(batch.same, math.inf, values).sort(dim=1, stable=True)
     # first = #{negatives n of a : d_an ≤ d_ap}: the slot of the first one beyond d_ap
     first = _search_rows(ascending, anchors, d_ap, batch.same.sum(1) - 1)
     flat = anchors * n_col + first

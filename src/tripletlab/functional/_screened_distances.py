@@ -1,28 +1,32 @@
-"""A small batch's distances from one GEMM, exact where a dense loss form decides.
+"""A small batch's distances from one float64 GEMM, exact where a dense loss form decides.
 
 The dense small-batch forms (:mod:`tripletlab.functional._dense_small`) compare every
 (anchor, positive) pair with every column at once: t = c − D(a, n) for a critical value c per
 pair (d_ap + m for the batch-all hinge, d_ap for the semi-hard selection). Instead of
-computing the whole matrix by direct differences (a float64 B·B·D pass: ~2 ms at B = 128) or
-refining it through the general path's index machinery (~60 operator calls), they take
+computing the whole matrix by direct differences (a float64 B·B·D ``cdist`` pass: ~2 ms at
+B = 128) or refining it through the general path's index machinery (~60 operator calls),
+they take
 
-1. the GEMM matrix of :mod:`tripletlab.functional._refined_distances` (differentiable);
+1. the Gram-matrix distances of the centred rows computed in float64 (0.1–0.3 ms more than
+   float32 at B ≤ 256) and rounded to the compute dtype;
 2. the positive pairs (a, p) recomputed directly — so every critical value is exact;
-3. a screen of the (pairs, B) differences t they compute anyway. The GEMM error of an entry
-   in refine units (squared for ``"euclidean"``) is at most E = 2γ·max_a s_a
-   (:func:`~tripletlab.functional._ties.error_scale`; s_a the centred squared norm, 1 for a
-   unit row), so an entry with |t| > bound(c) decides as its direct value would:
+3. a screen of the (pairs, B) differences t they compute anyway. An entry v differs from its
+   direct value by at most E + 2u·v: the float64 GEMM error E = 2γ·max_a s_a
+   (:func:`~tripletlab.functional._ties.error_scale` in float64, s_a the centred squared
+   norm, 1 for a unit row) and the two roundings to the compute dtype (unit roundoff u).
+   Near a decision v ≈ c (refine units: squared for ``"euclidean"``), so an entry with
+   |t| > bound(c) decides as its direct value would:
 
-       bound(c) = E + slack·c                  (refine units = metric units)
-       bound(c) = E / max(c, √E) + slack·c     (euclidean: |√S − c| ≤ |S − c²| / c, and
-                                                √S ≤ c − √E cannot hold when c < √E)
+       bound(c) = E + r·c                  (refine units = metric units)
+       bound(c) = E / max(c, √E) + r·c     (euclidean: |√S − c| ≤ |S − c²| / c, and
+                                            √S ≤ c − √E cannot hold when c < √E)
 
-   The entries within the bound (none on most batches; ties and duplicates otherwise) are
-   recomputed directly before deciding; for ``"euclidean"`` so are the entries within E of 0
-   (their root's error is ~√E).
+   with r = 2u plus the critical values' own slack. Only true ties, duplicates and
+   near-ties within a few ulps are then recomputed directly before deciding; for
+   ``"euclidean"`` so are the entries within E of 0 (their root's error is ~√E).
 
 Every decision is then the one the direct matrix gives, as in the general path (whose
-refinement screens the same intervals with a per-entry bound, one (B, K, M) test).
+refinement screens the same intervals, one (B, K, M) test per batch).
 
 Shapes: x (B, D); pairs ``anchors``, ``positives`` (P,) int64; screens (P, B).
 """
@@ -50,35 +54,52 @@ from tripletlab.functional._ties import (
 )
 
 
-class _SelfSquaredDistancesAndNorms(_SelfSquaredDistances):
-    """:class:`_SelfSquaredDistances` in fewer operator calls for small batches, returning
-    also the centred squared norms s (B,) (non-differentiable): the s_a of the error bound.
-
-    The entry is s_a + s_n − 2⟨x_a, x_n⟩ with one rounding for the sum: its error is at most
-    (2D + 4)·u·(s_a + s_n), within :func:`~tripletlab.functional._ties.error_scale`'s bound.
+class _SmallSelfSquaredDistances(_SelfSquaredDistances):
+    """‖x_a − x_n‖² of a small batch from a float64 GEMM of the centred rows, rounded to the
+    rows' dtype; also returns the rows in float64 and their centred squared norms (the
+    error bound's s_a), both non-differentiable. The backward pass is the parent's in fewer
+    operator calls.
     """
 
     @staticmethod
     def forward(ctx, x):  # type: ignore[override]
-        # centred rows (distances are unchanged, cancellation is not); ‖x_a‖² + ‖x_n‖² by a
-        # B×B broadcast (cheap at these sizes) and −2⟨x_a, x_n⟩ added by the GEMM
-        centred = x - x.mean(dim=0, keepdim=True)
+        wide = widen(x)
+        centred = wide - wide.mean(dim=0, keepdim=True)
         norms = (centred * centred).sum(1)
         squared = torch.addmm(norms[:, None] + norms, centred, centred.T, alpha=-2)
         squared.clamp_min_(0).fill_diagonal_(0)
-        ctx.save_for_backward(centred)
-        ctx.mark_non_differentiable(norms)
-        return squared, norms
+        ctx.save_for_backward(centred.to(x.dtype))
+        ctx.mark_non_differentiable(wide, norms)
+        return squared.to(x.dtype), wide, norms
 
     @staticmethod
-    def backward(ctx, grad, _grad_norms):  # type: ignore[override]
-        # as the parent's, in fewer operator calls (a B×B sum more: small batches only):
-        # ∂L/∂x_a = 2 Σ_n (G + Gᵀ)_an (x_a − x_n)
+    def backward(ctx, grad, _grad_wide, _grad_norms):  # type: ignore[override]
+        # ∂L/∂x_a = 2 Σ_n (G + Gᵀ)_an (x_a − x_n); a B×B sum more than the parent (small B)
         (centred,) = ctx.saved_tensors
         symmetric = grad + grad.T
         return torch.addmm(
             symmetric.sum(1, keepdim=True) * centred, symmetric, centred, alpha=-1
         ).mul_(2)
+
+
+class _SmallSelfCosineDistances(_SelfCosineDistances):
+    """1 − ⟨x̂_a, x̂_n⟩ of a small batch from a float64 GEMM of the unit rows (x̂ in the rows'
+    dtype, as the direct cosine takes them); also returns x̂ in float64 (non-differentiable).
+    The backward pass is the parent's."""
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        x_hat, norm = unit_rows(x)
+        wide = widen(x_hat)
+        dist = torch.addmm(torch.ones((), dtype=wide.dtype), wide, wide.T, alpha=-1)
+        dist.clamp_min_(0).diagonal().copy_(norm <= COSINE_EPS)
+        ctx.save_for_backward(x_hat, norm)
+        ctx.mark_non_differentiable(wide)
+        return dist.to(x.dtype), wide
+
+    @staticmethod
+    def backward(ctx, grad, _grad_wide):  # type: ignore[override]
+        return _SelfCosineDistances.backward(ctx, grad)
 
 
 class ScreenedDistances:
@@ -100,23 +121,17 @@ class ScreenedDistances:
 
     def __init__(self, x: Tensor, metric: str, anchors: Tensor, positives: Tensor) -> None:
         self.metric = metric
-        gamma = error_scale(x.shape[1], x.dtype)
-        self._slack = critical_slack(x.dtype)
         self._dtype = x.dtype
-        with torch.no_grad():
-            rows = x.detach()
-            if metric == "cosine":
-                unit, _ = unit_rows(rows)
-                self._wide = widen(unit)
-                self._direct_pairs = direct_cosine
-                self._error = 2 * gamma  # s = 1 (0 for a zero row)
-            else:
-                self._wide = widen(rows)
-                self._direct_pairs = direct_squared
+        gamma = error_scale(x.shape[1], torch.float64)
+        unit_roundoff = torch.finfo(x.dtype).eps / 2
+        self._relative = critical_slack(x.dtype) + 2 * unit_roundoff
         if metric == "cosine":
-            self.graph = _SelfCosineDistances.apply(x)
+            self.graph, self._wide = _SmallSelfCosineDistances.apply(x)
+            self._direct_pairs = direct_cosine
+            self._error = 2 * gamma  # s = 1 (0 for a zero row)
         else:
-            self.graph, norms = _SelfSquaredDistancesAndNorms.apply(x)
+            self.graph, self._wide, norms = _SmallSelfSquaredDistances.apply(x)
+            self._direct_pairs = direct_squared
             # one host synchronisation (the loss makes a few: the scale, the pair list)
             self._error = 2 * gamma * float(norms.max()) if norms.numel() else 0.0
         with torch.no_grad():
@@ -131,7 +146,7 @@ class ScreenedDistances:
         """Recompute the entries within the error bound of 0 (duplicates, near-duplicates):
         the root amplifies their error to ~√E, so they are exact before the root is taken
         (the general path's refinement has 0 among its critical values for the same reason)."""
-        near_zero = self.refined <= self._error
+        near_zero = self.refined <= 2 * self._error  # 2: the entry's rounding included
         near_zero.fill_diagonal_(False)  # exactly 0 already
         rows, cols = near_zero.nonzero(as_tuple=True)
         if rows.numel():
@@ -147,9 +162,9 @@ class ScreenedDistances:
         error = self._error
         if self.metric == "euclidean":
             bound = torch.div(error, critical.clamp_min(math.sqrt(error)))
-            bound.add_(critical, alpha=self._slack)
+            bound.add_(critical, alpha=self._relative)
         else:
-            bound = critical.mul(self._slack).add_(error)
+            bound = critical.mul(self._relative).add_(error)
         return differences.abs() <= bound[:, None]
 
     def make_exact_(self, rows: Tensor, cols: Tensor) -> None:
