@@ -49,17 +49,20 @@ else:
 def force_general_loss_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """Switch off the small-batch shortcuts of the batch losses for one test.
 
-    Small float32 batches take dense forms on a directly computed distance matrix
-    (functional/_dense_small.py); the bucketed forms and the tie refinement of the GEMM
-    matrix (functional/_ties.py) then only run on large batches. This makes every batch take
-    them, so the same tests check both implementations.
+    Small batches take dense forms (functional/_dense_small.py, _dense_pairs.py,
+    _dense_semi_hard.py) on a screened matrix; the general path on a directly computed matrix
+    for small float32 work (functional/_refined_distances.py). The bucketed forms and the tie
+    refinement of the GEMM matrix (functional/_ties.py) then only run on large batches. This
+    makes every batch take them, so the same tests check both implementations.
     """
+    import tripletlab.functional._dense_pairs as dense_pairs
     import tripletlab.functional._refined_distances as refined
     import tripletlab.functional.batch_hard as batch_hard
 
     monkeypatch.setattr(refined, "_DIRECT_MAX_WORK", 0)
     monkeypatch.setattr(refined, "_DIRECT_MAX_WORK_MANY_POSITIVES", 0)
     monkeypatch.setattr(batch_hard, "DENSE_MAX_BATCH", 0)
+    monkeypatch.setattr(dense_pairs, "DENSE_PAIRS_MAX_ELEMENTS", 0)
 
 
 @pytest.fixture(params=["dense", "general"])

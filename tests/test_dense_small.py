@@ -1,7 +1,8 @@
 """The small-batch dense forms give the general path's numbers: values, gradients, decisions.
 
-The batch losses take dense B×B / (B, B, B) forms for small batches against themselves
-(functional/_dense_small.py) and the bucketed, refined path otherwise. Both must compute the
+The batch losses take dense B×B / (pairs, B) forms for small batches against themselves
+(functional/_dense_small.py, _dense_pairs.py, _dense_semi_hard.py) and the bucketed, refined
+path otherwise. Both must compute the
 same loss: here every case runs as the user gets it (dense, float32) and again with the dense
 forms switched off (in float64), on random, tied and duplicated rows.
 """
@@ -11,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import tripletlab.functional._dense_small as dense_small
+import tripletlab.functional._dense_pairs as dense_pairs
 import tripletlab.functional.batch_hard as batch_hard_module
 from batch_references import batch_all_reference, batch_semi_hard_reference
 from tripletlab.functional import (
@@ -47,7 +48,7 @@ def _loss_and_grad(loss, x, y, kwargs):
 
 
 def _general_path(monkeypatch):
-    monkeypatch.setattr(dense_small, "DENSE_PAIRS_MAX_ELEMENTS", 0)
+    monkeypatch.setattr(dense_pairs, "DENSE_PAIRS_MAX_ELEMENTS", 0)
     monkeypatch.setattr(batch_hard_module, "DENSE_MAX_BATCH", 0)
 
 

@@ -7,13 +7,13 @@ computing the whole matrix by direct differences (a float64 B·B·D ``cdist`` pa
 B = 128) or refining it through the general path's index machinery (~60 operator calls),
 they take
 
-1. the Gram-matrix distances of the centred rows computed in float64 (0.1–0.3 ms more than
-   float32 at B ≤ 256) and rounded to the compute dtype;
+1. the Gram-matrix distances ‖x_a‖² + ‖x_n‖² − 2⟨x_a, x_n⟩ computed in float64 (0.1–0.3 ms
+   more than float32 at B ≤ 256) and rounded to the compute dtype;
 2. the positive pairs (a, p) recomputed directly — so every critical value is exact;
 3. a screen of the (pairs, B) differences t they compute anyway. An entry v differs from its
    direct value by at most E + 2u·v: the float64 GEMM error E = 2γ·max_a s_a
-   (:func:`~tripletlab.functional._ties.error_scale` in float64, s_a the centred squared
-   norm, 1 for a unit row) and the two roundings to the compute dtype (unit roundoff u).
+   (:func:`~tripletlab.functional._ties.error_scale` in float64, s_a the squared norm, 1 for
+   a unit row) and the two roundings to the compute dtype (unit roundoff u).
    Near a decision v ≈ c (refine units: squared for ``"euclidean"``), so an entry with
    |t| > bound(c) decides as its direct value would:
 
@@ -21,7 +21,8 @@ they take
        bound(c) = E / max(c, √E) + r·c     (euclidean: |√S − c| ≤ |S − c²| / c, and
                                             √S ≤ c − √E cannot hold when c < √E)
 
-   with r = 2u plus the critical values' own slack. Only true ties, duplicates and
+   with r = 2u plus the critical values' own slack, and E ≤ 2γ·D·max|x|² (s_a ≤ D·max|x|²:
+   no host synchronisation beyond the input check's). Only true ties, duplicates and
    near-ties within a few ulps are then recomputed directly before deciding; for
    ``"euclidean"`` so are the entries within E of 0 (their root's error is ~√E).
 
@@ -55,27 +56,29 @@ from tripletlab.functional._ties import (
 
 
 class _SmallSelfSquaredDistances(_SelfSquaredDistances):
-    """‖x_a − x_n‖² of a small batch from a float64 GEMM of the centred rows, rounded to the
-    rows' dtype; also returns the rows in float64 and their centred squared norms (the
-    error bound's s_a), both non-differentiable. The backward pass is the parent's in fewer
-    operator calls.
+    """‖x_a − x_n‖² of a small batch from a float64 GEMM, rounded to the rows' dtype; also
+    returns the rows in float64 (non-differentiable). The backward pass is the parent's in
+    fewer operator calls.
     """
 
     @staticmethod
     def forward(ctx, x):  # type: ignore[override]
+        # not centred: in float64 the cancellation of ‖x_a‖² + ‖x_n‖² − 2⟨x_a, x_n⟩ costs
+        # 2⁻⁵³-relative errors of the norms, which the screen's bound E accounts for
         wide = widen(x)
-        centred = wide - wide.mean(dim=0, keepdim=True)
-        norms = (centred * centred).sum(1)
-        squared = torch.addmm(norms[:, None] + norms, centred, centred.T, alpha=-2)
+        norms = (wide * wide).sum(1)
+        squared = torch.addmm(norms[:, None] + norms, wide, wide.T, alpha=-2)
         squared.clamp_min_(0).fill_diagonal_(0)
-        ctx.save_for_backward(centred.to(x.dtype))
-        ctx.mark_non_differentiable(wide, norms)
-        return squared.to(x.dtype), wide, norms
+        ctx.save_for_backward(x)
+        ctx.mark_non_differentiable(wide)
+        return squared.to(x.dtype), wide
 
     @staticmethod
-    def backward(ctx, grad, _grad_wide, _grad_norms):  # type: ignore[override]
-        # ∂L/∂x_a = 2 Σ_n (G + Gᵀ)_an (x_a − x_n); a B×B sum more than the parent (small B)
-        (centred,) = ctx.saved_tensors
+    def backward(ctx, grad, _grad_wide):  # type: ignore[override]
+        # ∂L/∂x_a = 2 Σ_n (G + Gᵀ)_an (x_a − x_n) on centred rows (the same value; centred,
+        # the two terms do not cancel); a B×B sum more than the parent (small batches only)
+        (x,) = ctx.saved_tensors
+        centred = x - x.mean(dim=0, keepdim=True)
         symmetric = grad + grad.T
         return torch.addmm(
             symmetric.sum(1, keepdim=True) * centred, symmetric, centred, alpha=-1
@@ -114,12 +117,21 @@ class ScreenedDistances:
 
     Example:
         >>> x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
-        >>> screened = ScreenedDistances(x, "euclidean", torch.tensor([0]), torch.tensor([2]))
-        >>> screened.values[0].tolist()  # identical rows exactly 0 apart
+        >>> pairs = torch.tensor([0, 2]), torch.tensor([2, 0]), torch.tensor([2, 6])
+        >>> screened = ScreenedDistances(x, "euclidean", 4.0, pairs)
+        >>> screened.values[0].tolist()  # the positive pair (0, 2) exactly 0 apart
         [0.0, 5.0, 0.0]
     """
 
-    def __init__(self, x: Tensor, metric: str, anchors: Tensor, positives: Tensor) -> None:
+    def __init__(
+        self,
+        x: Tensor,
+        metric: str,
+        largest: float,
+        pairs: tuple[Tensor, Tensor, Tensor],
+    ) -> None:
+        """``x`` (B, D) the rows, ``largest`` their largest |entry|, ``pairs`` the positive
+        pairs (anchors, positives, anchors·B + positives) made exact."""
         self.metric = metric
         self._dtype = x.dtype
         gamma = error_scale(x.shape[1], torch.float64)
@@ -130,41 +142,44 @@ class ScreenedDistances:
             self._direct_pairs = direct_cosine
             self._error = 2 * gamma  # s = 1 (0 for a zero row)
         else:
-            self.graph, self._wide, norms = _SmallSelfSquaredDistances.apply(x)
+            self.graph, self._wide = _SmallSelfSquaredDistances.apply(x)
             self._direct_pairs = direct_squared
-            # one host synchronisation (the loss makes a few: the scale, the pair list)
-            self._error = 2 * gamma * float(norms.max()) if norms.numel() else 0.0
+            self._error = 2 * gamma * x.shape[1] * largest * largest  # s_a ≤ D·max|x|²
+        anchors, positives, flat = pairs
         with torch.no_grad():
             # the graph's Function keeps only the rows for its backward: its data may change
             self.refined = self.graph.detach()
-            refine_pairs_(self.refined, anchors, positives, self._direct)
-            if metric == "euclidean":
-                self._refine_near_zero_()
+            self.refined.view(-1).index_copy_(0, flat, self._direct(anchors, positives))
             self.values = self.refined.sqrt() if metric == "euclidean" else self.refined
 
-    def _refine_near_zero_(self) -> None:
-        """Recompute the entries within the error bound of 0 (duplicates, near-duplicates):
-        the root amplifies their error to ~√E, so they are exact before the root is taken
-        (the general path's refinement has 0 among its critical values for the same reason)."""
-        near_zero = self.refined <= 2 * self._error  # 2: the entry's rounding included
-        near_zero.fill_diagonal_(False)  # exactly 0 already
-        rows, cols = near_zero.nonzero(as_tuple=True)
-        if rows.numel():
-            refine_pairs_(self.refined, rows, cols, self._direct)
+    def refine_near_zero_(self) -> None:
+        """``"euclidean"``: recompute the entries within the error bound of 0 (duplicates,
+        near-duplicates) — the root amplifies their error to ~√E, and its gradient 1/(2D) the
+        rest — in place. (:meth:`near` flags them among the entries it screens.)"""
+        if self.metric != "euclidean":
+            return
+        with torch.no_grad():
+            near_zero = self.refined <= 2 * self._error  # 2: the entry's rounding included
+            near_zero.fill_diagonal_(False)  # exactly 0 already
+            rows, cols = near_zero.nonzero(as_tuple=True)
+            if rows.numel():
+                self.make_exact_(rows, cols)
 
     def _direct(self, rows: Tensor, cols: Tensor) -> Tensor:
         return self._direct_pairs(self._wide, self._wide, rows, cols, self._dtype)
 
     def near(self, differences: Tensor, critical: Tensor) -> Tensor:
-        """(P, B) bool: the entries of ``differences`` = critical − D (metric units, ±inf
+        """(P, B) bool: the entries of ``differences`` = critical − D (metric units, −inf
         where nothing is decided) within the screen's bound of their pair's critical value
-        ``critical`` (P,)."""
+        ``critical`` (P,); for ``"euclidean"`` also those within the bound of D = 0."""
         error = self._error
         if self.metric == "euclidean":
             bound = torch.div(error, critical.clamp_min(math.sqrt(error)))
             bound.add_(critical, alpha=self._relative)
-        else:
-            bound = critical.mul(self._relative).add_(error)
+            # D ≤ √(2E) ⟺ t ≥ c − √(2E) (with the roundings' slack)
+            near_zero = critical - math.sqrt(2 * error) * (1 + 2 * self._relative)
+            return (differences.abs() <= bound[:, None]) | (differences >= near_zero[:, None])
+        bound = critical.mul(self._relative).add_(error)
         return differences.abs() <= bound[:, None]
 
     def make_exact_(self, rows: Tensor, cols: Tensor) -> None:

@@ -41,7 +41,8 @@ from tripletlab.functional._batch_input import (
     row_chunks,
 )
 from tripletlab.functional._compile import eager_under_compile
-from tripletlab.functional._dense_small import dense_batch_all_terms, pair_rows, reduce_dense
+from tripletlab.functional._dense_pairs import dense_batch_all_terms, pair_rows
+from tripletlab.functional._dense_small import reduce_dense
 from tripletlab.functional._self_distance_backward import self_distance_backward
 from tripletlab.functional._validation import check_scaled_result
 from tripletlab.functional.reductions import REDUCTIONS, reduce_total
@@ -101,10 +102,10 @@ def batch_all_triplet_loss(
     )
     if pairs is not None:
         unit = pairs.rows.unit
-        per_anchor, num_active, num_triplets = dense_batch_all_terms(
-            pairs, metric, margin * unit, smoothing and smoothing * unit
+        loss, num_active, num_triplets = dense_batch_all_terms(
+            pairs, metric, margin * unit, smoothing and smoothing * unit, reduction == "none"
         )
-        return reduce_dense(pairs.rows, per_anchor, num_triplets, num_active, reduction)
+        return reduce_dense(pairs.rows, loss, num_triplets, num_active, reduction)
     # the hinge compares d_an with d_ap + m only (its statistics with d_ap too); the smoothed
     # loss decides nothing: only those comparisons need exact distances
     offsets = (0.0, margin) if return_stats else () if smoothing else (margin,)

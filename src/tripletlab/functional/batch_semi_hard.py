@@ -36,12 +36,9 @@ from tripletlab.functional._batch_input import (
     prepare_batch,
 )
 from tripletlab.functional._compile import eager_under_compile
-from tripletlab.functional._dense_small import (
-    ClassSizes,
-    dense_semi_hard_terms,
-    pair_rows,
-    reduce_dense,
-)
+from tripletlab.functional._dense_pairs import pair_rows
+from tripletlab.functional._dense_semi_hard import dense_semi_hard_terms
+from tripletlab.functional._dense_small import ClassSizes, reduce_dense
 from tripletlab.functional._validation import check_choice, check_scaled_result
 from tripletlab.functional.batch_hard import easiest_negative_index
 from tripletlab.functional.distances import safe_sqrt

@@ -1,0 +1,175 @@
+"""Dense pair forms for small batches: every (positive pair, column) comparison at once.
+
+A batch of B rows in classes of K has P = B(K − 1) positive pairs (a, p). Batch-all and
+semi-hard compare each pair's critical value c (d_ap + m, d_ap) with the anchor's distance
+to every column n: the (P, B) differences t = c − D(a, n), −inf (or +inf) where n is not a
+negative. At B ≤ 256 and P·B ≤ :data:`DENSE_PAIRS_MAX_ELEMENTS` these few elementwise
+passes cost less than the general path's positive index, bucketing and refinement (measured:
+~100 operator calls against ~220 at B = 128, K = 2), and far less than the B³ triplet cube.
+
+Decisions are exact: the matrix is screened (:class:`ScreenedDistances`) — every entry
+within its error bound of its pair's critical value is recomputed directly before t is
+taken, so each t has the sign it has on the direct matrix.
+
+Shapes: rows x (B, D); pairs ``anchors``, ``positives``, ``flat`` (P,) int64, grouped by
+anchor (ascending); ``same`` (B, B) bool.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from tripletlab.functional._dense_small import (
+    DENSE_MAX_BATCH,
+    SmallBatch,
+    checked_inputs,
+    scaled_rows,
+)
+from tripletlab.functional._screened_distances import ScreenedDistances
+
+#: Most (positive pair, column) comparisons of the dense pair forms, P·B = B²(K − 1) for
+#: classes of K: a few (P, B) float temporaries of at most 1 MB each.
+DENSE_PAIRS_MAX_ELEMENTS = 2**18
+
+
+@dataclass(frozen=True)
+class PairBatch:
+    """A small batch with its positive pairs listed: the input of the dense pair forms."""
+
+    rows: SmallBatch
+    anchors: Tensor  # (P,) int64, ascending
+    positives: Tensor  # (P,) int64: the pairs (anchors[i], positives[i]), same label, distinct
+    flat: Tensor  # (P,) int64: anchors·B + positives, the pairs' places in a (B, B) matrix
+    same: Tensor  # (B, B) bool: same label (the diagonal included)
+
+
+def pair_rows(embeddings: Tensor, labels: Tensor, metric: str) -> PairBatch | None:
+    """The batch and its positive pairs when B ≤ :data:`DENSE_MAX_BATCH` and the (P, B)
+    comparisons number at most :data:`DENSE_PAIRS_MAX_ELEMENTS`; None otherwise.
+
+    Example:
+        >>> batch = pair_rows(torch.eye(3), torch.tensor([0, 1, 0]), "euclidean")
+        >>> batch.anchors.tolist(), batch.positives.tolist(), batch.flat.tolist()
+        ([0, 2], [2, 0], [2, 6])
+    """
+    embeddings, labels = checked_inputs(embeddings, labels)
+    n = embeddings.shape[0]
+    if not 2 <= n <= DENSE_MAX_BATCH:
+        return None
+    same = labels[:, None] == labels[None, :]
+    anchors, positives = same.clone().fill_diagonal_(False).nonzero(as_tuple=True)
+    if anchors.numel() * n > DENSE_PAIRS_MAX_ELEMENTS:
+        return None
+    return PairBatch(
+        rows=scaled_rows(embeddings, labels, metric),
+        anchors=anchors,
+        positives=positives,
+        flat=anchors * n + positives,
+        same=same,
+    )
+
+
+def screened_distances(batch: PairBatch, metric: str) -> ScreenedDistances:
+    """The batch's screened matrix, exact at its positive pairs."""
+    rows = batch.rows
+    return ScreenedDistances(
+        rows.x, metric, rows.largest, (batch.anchors, batch.positives, batch.flat)
+    )
+
+
+def pair_differences(
+    distances: ScreenedDistances,
+    anchors: Tensor,
+    same: Tensor,
+    critical: Tensor,
+    exact: bool,
+) -> tuple[Tensor, Tensor]:
+    """(P, B) critical − D(a, n) for each pair's anchor a and negative n, −inf elsewhere;
+    and the (P, B) mask of the other entries (same label as the anchor).
+
+    ``exact``: the entries the screen cannot decide (|t| within the error bound) are
+    recomputed directly first, so that every t has the sign of the direct matrix's.
+    """
+    with torch.no_grad():
+        t = torch.sub(critical[:, None], distances.values.index_select(0, anchors))
+        not_negative = same.index_select(0, anchors)
+        t.masked_fill_(not_negative, -math.inf)
+        if exact:
+            pair, column = distances.near(t, critical).nonzero(as_tuple=True)
+            if pair.numel():
+                rows = anchors.index_select(0, pair)
+                distances.make_exact_(rows, column)
+                t[pair, column] = critical.index_select(0, pair) - distances.values[rows, column]
+    return t, not_negative
+
+
+class _DensePairsBatchAll(torch.autograd.Function):
+    """Batch-all from the (P, B) differences, dL/dD written directly.
+
+    Row i of ``t`` is the pair (a_i, p_i): t[i, n] = d_{a_i p_i} + m − d_{a_i n}, −inf off the
+    anchor's negatives, so invalid triplets have h(t) = h'(t) = 0. Then
+    ∂L/∂d_ap = g_a Σ_n h'(t[i, n]) and ∂L/∂d_an = −g_a Σ_{i: a_i = a} h'(t[i, n]): a (P,) and a
+    (B, B) reduction of the slope tensor are all the backward keeps.
+
+    Returns (the per-anchor sums (B,) — or their total when ``per_anchor`` is False — and the
+    number of active triplets).
+    """
+
+    @staticmethod
+    def forward(ctx, graph, roots, t, anchors, flat, smoothing, per_anchor):  # type: ignore[override]
+        # roots: the distances when ``graph`` holds their squares (euclidean), else None;
+        # t is consumed in place (a fresh temporary costs its page faults on each call)
+        if smoothing:
+            terms = torch.nn.functional.softplus(t, beta=1.0 / smoothing, threshold=20.0)
+            per_pair = terms.sum(1)
+            num_active = terms.sign_().sum()
+            slope = t.div_(smoothing).sigmoid_()
+            toward_positive = slope.sum(1)
+        else:
+            terms = t.clamp_min_(0)
+            per_pair = terms.sum(1)
+            slope = terms.sign_()  # 1 where active, 0 elsewhere (terms ≥ 0)
+            toward_positive = slope.sum(1)
+            num_active = toward_positive.sum()
+        toward_negative = graph.new_zeros(graph.shape).index_add_(0, anchors, slope)
+        ctx.save_for_backward(toward_positive, toward_negative, anchors, flat, roots)
+        ctx.mark_non_differentiable(num_active)
+        if per_anchor:
+            return graph.new_zeros(graph.shape[0]).index_add_(0, anchors, per_pair), num_active
+        return per_pair.sum(), num_active
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_active):  # type: ignore[override]
+        toward_positive, toward_negative, anchors, flat, roots = ctx.saved_tensors
+        g = grad_loss if roots is None else grad_loss * 0.5  # ∂D/∂S = 1/(2D)
+        if g.dim():  # per anchor
+            grad = toward_negative * -g[:, None]  # 0 at the positives (saved: not in place)
+            at_positives = toward_positive * g.index_select(0, anchors)
+        else:
+            grad = toward_negative * -g
+            at_positives = toward_positive * g
+        grad.view(-1).index_copy_(0, flat, at_positives)
+        if roots is not None:  # 0 where D = 0 (a finite subgradient)
+            grad = grad.div_(roots).masked_fill_(roots == 0, 0)
+        return grad, None, None, None, None, None, None
+
+
+def dense_batch_all_terms(
+    batch: PairBatch, metric: str, margin: float, smoothing: float | None, per_anchor: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(per-anchor sums or their total, active triplets, valid triplets), scaled units."""
+    distances = screened_distances(batch, metric)
+    threshold = distances.values.view(-1).index_select(0, batch.flat) + margin
+    # the hinge decides d_an < d_ap + m; the smoothed loss decides nothing
+    t, not_negative = pair_differences(
+        distances, batch.anchors, batch.same, threshold, exact=smoothing is None
+    )
+    roots = distances.values if metric == "euclidean" else None
+    loss, num_active = _DensePairsBatchAll.apply(
+        distances.graph, roots, t, batch.anchors, batch.flat, smoothing, per_anchor
+    )
+    return loss, num_active, not_negative.numel() - not_negative.sum()
