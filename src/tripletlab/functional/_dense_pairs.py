@@ -7,9 +7,10 @@ negative. At B ≤ 256 and P·B ≤ :data:`DENSE_PAIRS_MAX_ELEMENTS` these few e
 passes cost less than the general path's positive index, bucketing and refinement (measured:
 ~100 operator calls against ~220 at B = 128, K = 2), and far less than the B³ triplet cube.
 
-Decisions are exact: the matrix is screened (:class:`ScreenedDistances`) — every entry
-within its error bound of its pair's critical value is recomputed directly before t is
-taken, so each t has the sign it has on the direct matrix.
+Decisions are exact: the matrix is screened (:class:`ScreenedDistances`) — where an entry
+lies within the error bound of its pair's critical value, the entry and the pair's d_ap are
+recomputed directly and the pair's row taken again, so each t has the sign it has on the
+direct matrix.
 
 Shapes: rows x (B, D); pairs ``anchors``, ``positives``, ``flat`` (P,) int64, grouped by
 anchor (ascending); ``same`` (B, B) bool.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -36,14 +38,24 @@ from tripletlab.functional._screened_distances import ScreenedDistances
 DENSE_PAIRS_MAX_ELEMENTS = 2**18
 
 
+class Pairs(NamedTuple):
+    """Positive pairs (a, p): (P,) int64 each, grouped by anchor (ascending)."""
+
+    anchors: Tensor
+    positives: Tensor
+    flat: Tensor  # anchors·B + positives: the pairs' places in a (B, B) matrix
+
+    def subset(self, index: Tensor) -> Pairs:
+        """The pairs at ``index`` (P',)."""
+        return Pairs(*(part.index_select(0, index) for part in self))
+
+
 @dataclass(frozen=True)
 class PairBatch:
     """A small batch with its positive pairs listed: the input of the dense pair forms."""
 
     rows: SmallBatch
-    anchors: Tensor  # (P,) int64, ascending
-    positives: Tensor  # (P,) int64: the pairs (anchors[i], positives[i]), same label, distinct
-    flat: Tensor  # (P,) int64: anchors·B + positives, the pairs' places in a (B, B) matrix
+    pairs: Pairs
     same: Tensor  # (B, B) bool: same label (the diagonal included)
 
 
@@ -53,58 +65,75 @@ def pair_rows(embeddings: Tensor, labels: Tensor, metric: str) -> PairBatch | No
 
     Example:
         >>> batch = pair_rows(torch.eye(3), torch.tensor([0, 1, 0]), "euclidean")
-        >>> batch.anchors.tolist(), batch.positives.tolist(), batch.flat.tolist()
-        ([0, 2], [2, 0], [2, 6])
+        >>> [part.tolist() for part in batch.pairs]
+        [[0, 2], [2, 0], [2, 6]]
     """
     embeddings, labels = checked_inputs(embeddings, labels)
     n = embeddings.shape[0]
     if not 2 <= n <= DENSE_MAX_BATCH:
         return None
-    same = labels[:, None] == labels[None, :]
+    same = labels[:, None] == labels
     anchors, positives = same.clone().fill_diagonal_(False).nonzero(as_tuple=True)
     if anchors.numel() * n > DENSE_PAIRS_MAX_ELEMENTS:
         return None
     return PairBatch(
         rows=scaled_rows(embeddings, labels, metric),
-        anchors=anchors,
-        positives=positives,
-        flat=anchors * n + positives,
+        pairs=Pairs(anchors, positives, anchors * n + positives),
         same=same,
     )
 
 
 def screened_distances(batch: PairBatch, metric: str) -> ScreenedDistances:
-    """The batch's screened matrix, exact at its positive pairs."""
-    rows = batch.rows
-    return ScreenedDistances(
-        rows.x, metric, rows.largest, (batch.anchors, batch.positives, batch.flat)
-    )
+    """The batch's screened matrix."""
+    return ScreenedDistances(batch.rows.x, metric, batch.rows.largest)
 
 
 def pair_differences(
-    distances: ScreenedDistances,
-    anchors: Tensor,
-    same: Tensor,
-    critical: Tensor,
-    exact: bool,
+    distances: ScreenedDistances, pairs: Pairs, same: Tensor, offset: float, exact: bool
 ) -> tuple[Tensor, Tensor]:
-    """(P, B) critical − D(a, n) for each pair's anchor a and negative n, −inf elsewhere;
-    and the (P, B) mask of the other entries (same label as the anchor).
+    """(P, B) t = c − D(a, n) for each pair's critical value c = d_ap + ``offset`` and its
+    anchor's negatives n, −inf elsewhere; and the (P, B) mask of the other entries.
 
-    ``exact``: the entries the screen cannot decide (|t| within the error bound) are
-    recomputed directly first, so that every t has the sign of the direct matrix's.
+    ``exact``: every t gets the sign it has on the direct matrix — where the screen cannot
+    decide (|t| within twice the error bound: c comes from the matrix too), the entry and
+    the pair's d_ap are recomputed directly and the pair's row taken again.
     """
     with torch.no_grad():
-        t = torch.sub(critical[:, None], distances.values.index_select(0, anchors))
-        not_negative = same.index_select(0, anchors)
+        critical = _critical_values(distances, pairs, offset)
+        t = torch.sub(critical[:, None], distances.values.index_select(0, pairs.anchors))
+        not_negative = same.index_select(0, pairs.anchors)
         t.masked_fill_(not_negative, -math.inf)
-        if exact:
-            pair, column = distances.near(t, critical).nonzero(as_tuple=True)
-            if pair.numel():
-                rows = anchors.index_select(0, pair)
-                distances.make_exact_(rows, column)
-                t[pair, column] = critical.index_select(0, pair) - distances.values[rows, column]
+        if exact and distances.any_near(t, critical):
+            _decide_near_exactly_(distances, pairs, offset, t, critical, not_negative)
     return t, not_negative
+
+
+def _critical_values(distances: ScreenedDistances, pairs: Pairs, offset: float) -> Tensor:
+    """(P,) d_ap + offset from the matrix's values."""
+    d_ap = distances.values.view(-1).index_select(0, pairs.flat)
+    return d_ap.add_(offset) if offset else d_ap
+
+
+def _decide_near_exactly_(
+    distances: ScreenedDistances,
+    pairs: Pairs,
+    offset: float,
+    t: Tensor,
+    critical: Tensor,
+    not_negative: Tensor,
+) -> None:
+    """Make the entries :meth:`~ScreenedDistances.near` flags exact, with their pairs' d_ap,
+    and take those pairs' rows of ``t`` again (in place)."""
+    pair, column = distances.near(t, critical).nonzero(as_tuple=True)
+    if not pair.numel():
+        return
+    changed = torch.unique(pair)
+    again = pairs.subset(changed)
+    rows = pairs.anchors.index_select(0, pair)
+    distances.make_exact_(torch.cat([rows, again.anchors]), torch.cat([column, again.positives]))
+    critical_again = _critical_values(distances, again, offset)
+    rows_again = torch.sub(critical_again[:, None], distances.values.index_select(0, again.anchors))
+    t[changed] = rows_again.masked_fill_(not_negative.index_select(0, changed), -math.inf)
 
 
 class _DensePairsBatchAll(torch.autograd.Function):
@@ -163,13 +192,12 @@ def dense_batch_all_terms(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(per-anchor sums or their total, active triplets, valid triplets), scaled units."""
     distances = screened_distances(batch, metric)
-    threshold = distances.values.view(-1).index_select(0, batch.flat) + margin
     # the hinge decides d_an < d_ap + m; the smoothed loss decides nothing
     t, not_negative = pair_differences(
-        distances, batch.anchors, batch.same, threshold, exact=smoothing is None
+        distances, batch.pairs, batch.same, margin, exact=smoothing is None
     )
     roots = distances.values if metric == "euclidean" else None
     loss, num_active = _DensePairsBatchAll.apply(
-        distances.graph, roots, t, batch.anchors, batch.flat, smoothing, per_anchor
+        distances.graph, roots, t, batch.pairs.anchors, batch.pairs.flat, smoothing, per_anchor
     )
     return loss, num_active, not_negative.numel() - not_negative.sum()

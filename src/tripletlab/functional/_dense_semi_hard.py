@@ -17,10 +17,14 @@ import math
 import torch
 from torch import Tensor
 
-from tripletlab.functional._dense_pairs import PairBatch, pair_differences, screened_distances
+from tripletlab.functional._dense_pairs import (
+    PairBatch,
+    Pairs,
+    pair_differences,
+    screened_distances,
+)
 from tripletlab.functional._screened_distances import ScreenedDistances
-from tripletlab.functional.distances import safe_sqrt
-from tripletlab.functional.smoothing import smooth_hinge
+from tripletlab.functional.smoothing import smooth_hinge, smooth_hinge_derivative
 
 #: Up to this many (pair, column) entries, semi-hard negatives come from the (P, B)
 #: differences (a few elementwise passes); above, from one sort of the B×B matrix and a
@@ -30,10 +34,15 @@ SEMI_HARD_DIFFERENCES_MAX_ELEMENTS = 2**17
 
 
 def dense_semi_hard_terms(
-    batch: PairBatch, metric: str, margin: float, smoothing: float | None, fallback: str
+    batch: PairBatch,
+    metric: str,
+    margin: float,
+    smoothing: float | None,
+    fallback: str,
+    per_anchor: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """(per-anchor sums (B,), valid pairs, active pairs) in scaled units."""
-    anchors = batch.anchors
+    """(per-anchor sums (B,) or their total, valid pairs, active pairs) in scaled units."""
+    anchors = batch.pairs.anchors
     distances = screened_distances(batch, metric)
     with torch.no_grad():
         column, found = _semi_hard_negatives(batch, distances)
@@ -42,15 +51,53 @@ def dense_semi_hard_terms(
         pair_valid = (~batch.same).any(1).index_select(0, anchors)
         if fallback == "skip":
             pair_valid &= found
-    n_col = batch.same.shape[1]
-    both = distances.graph.view(-1).index_select(0, torch.cat([batch.flat, anchors * n_col + column]))
-    if metric == "euclidean":  # the graph holds the squares
-        both = safe_sqrt(both)
-    num_pairs = anchors.numel()
-    d_ap, d_an = both[:num_pairs], both[num_pairs:]
-    terms = torch.where(pair_valid, smooth_hinge(d_ap - d_an + margin, smoothing), 0)
-    per_anchor = terms.new_zeros(n_col).index_add(0, anchors, terms)
-    return per_anchor, pair_valid.sum(), (terms.detach() > 0).sum()
+        negatives = anchors * batch.same.shape[1] + column
+    roots = distances.values if metric == "euclidean" else None
+    loss, num_active = _SemiHardPairs.apply(
+        distances.graph,
+        roots,
+        (batch.pairs.flat, negatives, anchors, pair_valid),
+        margin,
+        smoothing,
+        per_anchor,
+    )
+    return loss, pair_valid.sum(), num_active
+
+
+class _SemiHardPairs(torch.autograd.Function):
+    """Σ over valid pairs of h(d_ap − d_an* + m) from the matrix, dL/dD written directly:
+    ∂L/∂d_ap = g_a·h'(t), ∂L/∂d_an* = −g_a·h'(t) at the pair's two entries (a scatter-add:
+    a negative can serve several pairs). Returns (the per-anchor sums (B,) — or their total
+    when ``per_anchor`` is False — and the number of active pairs)."""
+
+    @staticmethod
+    def forward(ctx, graph, roots, pairs, margin, smoothing, per_anchor):  # type: ignore[override]
+        # roots: the distances when ``graph`` holds their squares (euclidean), else None
+        positives, negatives, anchors, valid = pairs
+        d = (graph.detach() if roots is None else roots).view(-1)
+        d_ap, d_an = d.index_select(0, positives), d.index_select(0, negatives)
+        t = d_ap - d_an + margin
+        terms = smooth_hinge(t, smoothing).mul_(valid)
+        slope = smooth_hinge_derivative(t, smoothing).mul_(valid)
+        ctx.save_for_backward(slope, positives, negatives, anchors, d_ap, d_an)
+        ctx.euclidean, ctx.shape = roots is not None, graph.shape
+        num_active = (terms > 0).sum()
+        ctx.mark_non_differentiable(num_active)
+        if per_anchor:
+            return terms.new_zeros(graph.shape[0]).index_add_(0, anchors, terms), num_active
+        return terms.sum(), num_active
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_active):  # type: ignore[override]
+        slope, positives, negatives, anchors, d_ap, d_an = ctx.saved_tensors
+        coefficient = slope * (grad_loss.index_select(0, anchors) if grad_loss.dim() else grad_loss)
+        at_positive, at_negative = coefficient, -coefficient
+        if ctx.euclidean:  # ∂D/∂S = 1/(2D), 0 where D = 0 (a finite subgradient)
+            at_positive = torch.where(d_ap > 0, at_positive / (2 * d_ap), 0)
+            at_negative = torch.where(d_an > 0, at_negative / (2 * d_an), 0)
+        grad = slope.new_zeros(ctx.shape[0] * ctx.shape[1])
+        grad.index_add_(0, positives, at_positive).index_add_(0, negatives, at_negative)
+        return grad.view(ctx.shape), None, None, None, None, None
 
 
 def _semi_hard_negatives(batch: PairBatch, distances: ScreenedDistances) -> tuple[Tensor, Tensor]:
@@ -61,12 +108,12 @@ def _semi_hard_negatives(batch: PairBatch, distances: ScreenedDistances) -> tupl
     bound (then so does every other negative of the row). The few pairs for which they do
     not — ties, duplicates, near-ties — are decided by the screened differences of their row.
     """
-    anchors, values = batch.anchors, distances.values
-    d_ap = values.view(-1).index_select(0, batch.flat)
+    pairs, values = batch.pairs, distances.values
+    anchors = pairs.anchors
     n_col = values.shape[1]
     if anchors.numel() * n_col <= SEMI_HARD_DIFFERENCES_MAX_ELEMENTS:
-        return _semi_hard_by_differences(distances, anchors, batch.same, d_ap)
-    distances.refine_near_zero_()  # the searched entries are not screened one by one
+        return _semi_hard_by_differences(distances, pairs, batch.same)
+    d_ap = values.view(-1).index_select(0, pairs.flat)
     ascending, order = torch.where(batch.same, math.inf, values).sort(dim=1, stable=True)
     # first = #{negatives n of a : d_an ≤ d_ap}: the slot of the first one beyond d_ap
     first = _search_rows(ascending, anchors, d_ap, batch.same.sum(1) - 1)
@@ -81,18 +128,17 @@ def _semi_hard_negatives(batch: PairBatch, distances: ScreenedDistances) -> tupl
     unsure = distances.near(around, d_ap).any(1).nonzero()[:, 0]
     if unsure.numel():
         column[unsure], found[unsure] = _semi_hard_by_differences(
-            distances, anchors.index_select(0, unsure), batch.same, d_ap.index_select(0, unsure)
+            distances, pairs.subset(unsure), batch.same
         )
     return column, found
 
 
 def _semi_hard_by_differences(
-    distances: ScreenedDistances, anchors: Tensor, same: Tensor, d_ap: Tensor
+    distances: ScreenedDistances, pairs: Pairs, same: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """(column, found) of the pairs (anchors[i], ·) with positive distance d_ap[i], from the
-    screened (P, B) differences t = d_ap − d_an: the semi-hard negative has the largest
-    t < 0 (ties: the first column)."""
-    t, _ = pair_differences(distances, anchors, same, d_ap, exact=True)
+    """(column, found) of ``pairs`` from the screened (P, B) differences t = d_ap − d_an:
+    the semi-hard negative has the largest t < 0 (ties: the first column)."""
+    t, _ = pair_differences(distances, pairs, same, 0.0, exact=True)
     # d_an > d_ap ⟺ t < 0 (the other columns are at −inf: never found)
     best, column = torch.where(t < 0, t, -math.inf).max(1)
     return column, best > -math.inf

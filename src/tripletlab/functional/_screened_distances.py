@@ -116,22 +116,14 @@ class ScreenedDistances:
             ``"euclidean"``).
 
     Example:
-        >>> x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
-        >>> pairs = torch.tensor([0, 2]), torch.tensor([2, 0]), torch.tensor([2, 6])
-        >>> screened = ScreenedDistances(x, "euclidean", 4.0, pairs)
-        >>> screened.values[0].tolist()  # the positive pair (0, 2) exactly 0 apart
+        >>> x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]]) + 0.1
+        >>> screened = ScreenedDistances(x, "euclidean", 4.1)
+        >>> screened.values[0].tolist()  # identical rows exactly 0 apart
         [0.0, 5.0, 0.0]
     """
 
-    def __init__(
-        self,
-        x: Tensor,
-        metric: str,
-        largest: float,
-        pairs: tuple[Tensor, Tensor, Tensor],
-    ) -> None:
-        """``x`` (B, D) the rows, ``largest`` their largest |entry|, ``pairs`` the positive
-        pairs (anchors, positives, anchors·B + positives) made exact."""
+    def __init__(self, x: Tensor, metric: str, largest: float) -> None:
+        """``x`` (B, D) the rows, ``largest`` their largest |entry|."""
         self.metric = metric
         self._dtype = x.dtype
         gamma = error_scale(x.shape[1], torch.float64)
@@ -145,42 +137,61 @@ class ScreenedDistances:
             self.graph, self._wide = _SmallSelfSquaredDistances.apply(x)
             self._direct_pairs = direct_squared
             self._error = 2 * gamma * x.shape[1] * largest * largest  # s_a ≤ D·max|x|²
-        anchors, positives, flat = pairs
         with torch.no_grad():
             # the graph's Function keeps only the rows for its backward: its data may change
             self.refined = self.graph.detach()
-            self.refined.view(-1).index_copy_(0, flat, self._direct(anchors, positives))
+            if metric == "euclidean":
+                self._refine_near_zero_()
             self.values = self.refined.sqrt() if metric == "euclidean" else self.refined
 
-    def refine_near_zero_(self) -> None:
-        """``"euclidean"``: recompute the entries within the error bound of 0 (duplicates,
-        near-duplicates) — the root amplifies their error to ~√E, and its gradient 1/(2D) the
-        rest — in place. (:meth:`near` flags them among the entries it screens.)"""
-        if self.metric != "euclidean":
+    def _refine_near_zero_(self) -> None:
+        """Recompute the entries within the error bound of 0 (duplicates, near-duplicates):
+        the root amplifies their error to ~√E, and its gradient 1/(2D) the rest. One
+        minimum over the off-diagonal entries decides whether there are any."""
+        n = self.refined.shape[0]
+        limit = 2 * self._error  # 2: the entry's rounding included
+        off_diagonal = self.refined.view(-1)[1:].view(n - 1, n + 1)[:, :n] if n > 1 else None
+        if off_diagonal is None or float(off_diagonal.amin()) > limit:
             return
-        with torch.no_grad():
-            near_zero = self.refined <= 2 * self._error  # 2: the entry's rounding included
-            near_zero.fill_diagonal_(False)  # exactly 0 already
-            rows, cols = near_zero.nonzero(as_tuple=True)
-            if rows.numel():
-                self.make_exact_(rows, cols)
+        near_zero = self.refined <= limit
+        near_zero.fill_diagonal_(False)  # exactly 0 already
+        rows, cols = near_zero.nonzero(as_tuple=True)
+        refine_pairs_(self.refined, rows, cols, self._direct)
 
     def _direct(self, rows: Tensor, cols: Tensor) -> Tensor:
         return self._direct_pairs(self._wide, self._wide, rows, cols, self._dtype)
 
-    def near(self, differences: Tensor, critical: Tensor) -> Tensor:
-        """(P, B) bool: the entries of ``differences`` = critical − D (metric units, −inf
-        where nothing is decided) within the screen's bound of their pair's critical value
-        ``critical`` (P,); for ``"euclidean"`` also those within the bound of D = 0."""
+    def _bound(self, critical: Tensor | float) -> Tensor | float:
+        """The screen's bound (metric units) around critical values c: twice one entry's,
+        since the critical values (d_ap + m) come from the matrix too."""
         error = self._error
-        if self.metric == "euclidean":
-            bound = torch.div(error, critical.clamp_min(math.sqrt(error)))
-            bound.add_(critical, alpha=self._relative)
-            # D ≤ √(2E) ⟺ t ≥ c − √(2E) (with the roundings' slack)
-            near_zero = critical - math.sqrt(2 * error) * (1 + 2 * self._relative)
-            return (differences.abs() <= bound[:, None]) | (differences >= near_zero[:, None])
-        bound = critical.mul(self._relative).add_(error)
-        return differences.abs() <= bound[:, None]
+        if self.metric == "euclidean" and error > 0:  # (E = 0: all rows 0, all exact)
+            if isinstance(critical, Tensor):
+                spread = torch.div(error, critical.clamp_min(math.sqrt(error)))
+            else:
+                spread = error / max(critical, math.sqrt(error))
+        else:
+            spread = error
+        return (spread + critical * self._relative) * 2
+
+    def near(self, differences: Tensor, critical: Tensor) -> Tensor:
+        """(P, X) bool: the entries of ``differences`` = critical − D (metric units, −inf
+        where nothing is decided) within the screen's bound of their pair's critical value
+        ``critical`` (P,)."""
+        return differences.abs() <= self._bound(critical)[:, None]  # type: ignore[index]
+
+    def any_near(self, differences: Tensor, critical: Tensor) -> bool:
+        """Whether :meth:`near` may flag an entry: one minimum of |t| against the largest
+        bound of any pair (from the extreme critical values) — the common no-tie case costs
+        three operator calls and no (P, B) mask."""
+        if differences.numel() == 0:
+            return False
+        low, high = (float(value) for value in torch.aminmax(critical))
+        if self.metric == "euclidean":  # E/max(c, √E) is largest at the smallest c
+            bound = float(self._bound(low)) + 2 * (high - low) * self._relative
+        else:
+            bound = float(self._bound(high))
+        return float(differences.abs().amin()) <= bound
 
     def make_exact_(self, rows: Tensor, cols: Tensor) -> None:
         """Recompute the entries (rows[i], cols[i]) directly, in place."""

@@ -98,10 +98,15 @@ def batch_semi_hard_triplet_loss(
     pairs = pair_rows(embeddings, labels, metric) if dense else None
     if pairs is not None:
         unit = pairs.rows.unit
-        per_anchor, num_pairs, num_active = dense_semi_hard_terms(
-            pairs, metric, margin * unit, smoothing and smoothing * unit, fallback
+        loss, num_pairs, num_active = dense_semi_hard_terms(
+            pairs,
+            metric,
+            margin * unit,
+            smoothing and smoothing * unit,
+            fallback,
+            per_anchor=reduction == "none",
         )
-        return reduce_dense(pairs.rows, per_anchor, num_pairs, num_active, reduction)
+        return reduce_dense(pairs.rows, loss, num_pairs, num_active, reduction)
     classes = ClassSizes(labels)  # counted at most once
     through_matrix = _gradient_through_matrix(embeddings, labels, ref_embeddings, classes)
     batch = prepare_batch(
