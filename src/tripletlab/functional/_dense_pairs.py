@@ -83,11 +83,6 @@ def pair_rows(embeddings: Tensor, labels: Tensor, metric: str) -> PairBatch | No
     )
 
 
-def screened_distances(batch: PairBatch, metric: str) -> ScreenedDistances:
-    """The batch's screened matrix."""
-    return ScreenedDistances(batch.rows.x, metric, batch.rows.largest)
-
-
 def pair_differences(
     distances: ScreenedDistances, pairs: Pairs, same: Tensor, offset: float, exact: bool
 ) -> tuple[Tensor, Tensor]:
@@ -137,20 +132,26 @@ def _decide_near_exactly_(
 
 
 class _DensePairsBatchAll(torch.autograd.Function):
-    """Batch-all from the (P, B) differences, dL/dD written directly.
+    """Batch-all from the (P, B) differences, dL/dD written directly and taken through the
+    Gram matrix's backward (one Function from the rows to the loss).
 
     Row i of ``t`` is the pair (a_i, p_i): t[i, n] = d_{a_i p_i} + m − d_{a_i n}, −inf off the
     anchor's negatives, so invalid triplets have h(t) = h'(t) = 0. Then
     ∂L/∂d_ap = g_a Σ_n h'(t[i, n]) and ∂L/∂d_an = −g_a Σ_{i: a_i = a} h'(t[i, n]): a (P,) and a
     (B, B) reduction of the slope tensor are all the backward keeps.
 
-    Returns (the per-anchor sums (B,) — or their total when ``per_anchor`` is False — and the
-    number of active triplets).
+    Returns (the per-anchor sums (B,) — or their total when ``per_anchor`` is False —, the
+    number of active triplets, the number of valid triplets).
     """
 
     @staticmethod
-    def forward(ctx, graph, roots, t, anchors, flat, smoothing, per_anchor):  # type: ignore[override]
-        # roots: the distances when ``graph`` holds their squares (euclidean), else None;
+    def forward(ctx, x, batch, metric, margin, smoothing, per_anchor):  # type: ignore[override]
+        distances = ScreenedDistances(x, metric, batch.rows.largest)
+        # the hinge decides d_an < d_ap + m; the smoothed loss decides nothing
+        t, not_negative = pair_differences(
+            distances, batch.pairs, batch.same, margin, exact=smoothing is None
+        )
+        num_triplets = not_negative.numel() - not_negative.sum()
         # t is consumed in place (a fresh temporary costs its page faults on each call)
         if smoothing:
             terms = torch.nn.functional.softplus(t, beta=1.0 / smoothing, threshold=20.0)
@@ -164,17 +165,24 @@ class _DensePairsBatchAll(torch.autograd.Function):
             slope = terms.sign_()  # 1 where active, 0 elsewhere (terms ≥ 0)
             toward_positive = slope.sum(1)
             num_active = toward_positive.sum()
-        toward_negative = graph.new_zeros(graph.shape).index_add_(0, anchors, slope)
-        ctx.save_for_backward(toward_positive, toward_negative, anchors, flat, roots)
-        ctx.mark_non_differentiable(num_active)
+        anchors = batch.pairs.anchors
+        toward_negative = distances.values.new_zeros(distances.values.shape)
+        toward_negative.index_add_(0, anchors, slope)
+        ctx.save_for_backward(toward_positive, toward_negative, anchors, batch.pairs.flat)
+        ctx.distances = distances
+        ctx.mark_non_differentiable(num_active, num_triplets)
         if per_anchor:
-            return graph.new_zeros(graph.shape[0]).index_add_(0, anchors, per_pair), num_active
-        return per_pair.sum(), num_active
+            loss = per_pair.new_zeros(x.shape[0]).index_add_(0, anchors, per_pair)
+        else:
+            loss = per_pair.sum()
+        return loss, num_active, num_triplets
 
     @staticmethod
-    def backward(ctx, grad_loss, _grad_active):  # type: ignore[override]
-        toward_positive, toward_negative, anchors, flat, roots = ctx.saved_tensors
-        g = grad_loss if roots is None else grad_loss * 0.5  # ∂D/∂S = 1/(2D)
+    def backward(ctx, grad_loss, _grad_active, _grad_triplets):  # type: ignore[override]
+        toward_positive, toward_negative, anchors, flat = ctx.saved_tensors
+        distances = ctx.distances
+        euclidean = distances.metric == "euclidean"
+        g = grad_loss * 0.5 if euclidean else grad_loss  # ∂D/∂S = 1/(2D)
         if g.dim():  # per anchor
             grad = toward_negative * -g[:, None]  # 0 at the positives (saved: not in place)
             at_positives = toward_positive * g.index_select(0, anchors)
@@ -182,22 +190,14 @@ class _DensePairsBatchAll(torch.autograd.Function):
             grad = toward_negative * -g
             at_positives = toward_positive * g
         grad.view(-1).index_copy_(0, flat, at_positives)
-        if roots is not None:  # 0 where D = 0 (a finite subgradient)
+        if euclidean:  # 0 where D = 0 (a finite subgradient)
+            roots = distances.values
             grad = grad.div_(roots).masked_fill_(roots == 0, 0)
-        return grad, None, None, None, None, None, None
+        return distances.matrix_backward(grad), None, None, None, None, None
 
 
 def dense_batch_all_terms(
     batch: PairBatch, metric: str, margin: float, smoothing: float | None, per_anchor: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(per-anchor sums or their total, active triplets, valid triplets), scaled units."""
-    distances = screened_distances(batch, metric)
-    # the hinge decides d_an < d_ap + m; the smoothed loss decides nothing
-    t, not_negative = pair_differences(
-        distances, batch.pairs, batch.same, margin, exact=smoothing is None
-    )
-    roots = distances.values if metric == "euclidean" else None
-    loss, num_active = _DensePairsBatchAll.apply(
-        distances.graph, roots, t, batch.pairs.anchors, batch.pairs.flat, smoothing, per_anchor
-    )
-    return loss, num_active, not_negative.numel() - not_negative.sum()
+    return _DensePairsBatchAll.apply(batch.rows.x, batch, metric, margin, smoothing, per_anchor)

@@ -17,12 +17,7 @@ import math
 import torch
 from torch import Tensor
 
-from tripletlab.functional._dense_pairs import (
-    PairBatch,
-    Pairs,
-    pair_differences,
-    screened_distances,
-)
+from tripletlab.functional._dense_pairs import PairBatch, Pairs, pair_differences
 from tripletlab.functional._screened_distances import ScreenedDistances
 from tripletlab.functional.smoothing import smooth_hinge, smooth_hinge_derivative
 
@@ -42,62 +37,55 @@ def dense_semi_hard_terms(
     per_anchor: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(per-anchor sums (B,) or their total, valid pairs, active pairs) in scaled units."""
-    anchors = batch.pairs.anchors
-    distances = screened_distances(batch, metric)
-    with torch.no_grad():
-        column, found = _semi_hard_negatives(batch, distances)
-        other = _fallback_negative(distances.values, batch.same, fallback)
-        column = torch.where(found, column, other.index_select(0, anchors))
-        pair_valid = (~batch.same).any(1).index_select(0, anchors)
-        if fallback == "skip":
-            pair_valid &= found
-        negatives = anchors * batch.same.shape[1] + column
-    roots = distances.values if metric == "euclidean" else None
-    loss, num_active = _SemiHardPairs.apply(
-        distances.graph,
-        roots,
-        (batch.pairs.flat, negatives, anchors, pair_valid),
-        margin,
-        smoothing,
-        per_anchor,
+    return _SemiHardPairs.apply(
+        batch.rows.x, batch, metric, margin, smoothing, fallback, per_anchor
     )
-    return loss, pair_valid.sum(), num_active
 
 
 class _SemiHardPairs(torch.autograd.Function):
-    """Σ over valid pairs of h(d_ap − d_an* + m) from the matrix, dL/dD written directly:
-    ∂L/∂d_ap = g_a·h'(t), ∂L/∂d_an* = −g_a·h'(t) at the pair's two entries (a scatter-add:
-    a negative can serve several pairs). Returns (the per-anchor sums (B,) — or their total
-    when ``per_anchor`` is False — and the number of active pairs)."""
+    """Σ over valid pairs of h(d_ap − d_an* + m), dL/dD written directly — ∂L/∂d_ap = g_a·h'(t),
+    ∂L/∂d_an* = −g_a·h'(t) at the pair's two entries (a scatter-add: a negative can serve
+    several pairs) — and taken through the Gram matrix's backward.
+
+    Returns (the per-anchor sums (B,) — or their total when ``per_anchor`` is False —, the
+    number of valid pairs, the number of active pairs)."""
 
     @staticmethod
-    def forward(ctx, graph, roots, pairs, margin, smoothing, per_anchor):  # type: ignore[override]
-        # roots: the distances when ``graph`` holds their squares (euclidean), else None
-        positives, negatives, anchors, valid = pairs
-        d = (graph.detach() if roots is None else roots).view(-1)
+    def forward(ctx, x, batch, metric, margin, smoothing, fallback, per_anchor):  # type: ignore[override]
+        distances = ScreenedDistances(x, metric, batch.rows.largest)
+        anchors, n = batch.pairs.anchors, x.shape[0]
+        column, found = _semi_hard_negatives(batch, distances)
+        other = _fallback_negative(distances.values, batch.same, fallback)
+        column = torch.where(found, column, other.index_select(0, anchors))
+        valid = (~batch.same).any(1).index_select(0, anchors)
+        if fallback == "skip":
+            valid &= found
+        positives, negatives = batch.pairs.flat, anchors * n + column
+        d = distances.values.view(-1)
         d_ap, d_an = d.index_select(0, positives), d.index_select(0, negatives)
         t = d_ap - d_an + margin
         terms = smooth_hinge(t, smoothing).mul_(valid)
         slope = smooth_hinge_derivative(t, smoothing).mul_(valid)
         ctx.save_for_backward(slope, positives, negatives, anchors, d_ap, d_an)
-        ctx.euclidean, ctx.shape = roots is not None, graph.shape
-        num_active = (terms > 0).sum()
-        ctx.mark_non_differentiable(num_active)
-        if per_anchor:
-            return terms.new_zeros(graph.shape[0]).index_add_(0, anchors, terms), num_active
-        return terms.sum(), num_active
+        ctx.distances = distances
+        num_valid, num_active = valid.sum(), (terms > 0).sum()
+        ctx.mark_non_differentiable(num_valid, num_active)
+        loss = terms.new_zeros(n).index_add_(0, anchors, terms) if per_anchor else terms.sum()
+        return loss, num_valid, num_active
 
     @staticmethod
-    def backward(ctx, grad_loss, _grad_active):  # type: ignore[override]
+    def backward(ctx, grad_loss, _grad_valid, _grad_active):  # type: ignore[override]
         slope, positives, negatives, anchors, d_ap, d_an = ctx.saved_tensors
+        distances = ctx.distances
         coefficient = slope * (grad_loss.index_select(0, anchors) if grad_loss.dim() else grad_loss)
         at_positive, at_negative = coefficient, -coefficient
-        if ctx.euclidean:  # ∂D/∂S = 1/(2D), 0 where D = 0 (a finite subgradient)
+        if distances.metric == "euclidean":  # ∂D/∂S = 1/(2D), 0 where D = 0
             at_positive = torch.where(d_ap > 0, at_positive / (2 * d_ap), 0)
             at_negative = torch.where(d_an > 0, at_negative / (2 * d_an), 0)
-        grad = slope.new_zeros(ctx.shape[0] * ctx.shape[1])
+        n = distances.values.shape[0]
+        grad = slope.new_zeros(n * n)
         grad.index_add_(0, positives, at_positive).index_add_(0, negatives, at_negative)
-        return grad.view(ctx.shape), None, None, None, None, None
+        return distances.matrix_backward(grad.view(n, n)), None, None, None, None, None, None
 
 
 def _semi_hard_negatives(batch: PairBatch, distances: ScreenedDistances) -> tuple[Tensor, Tensor]:

@@ -41,8 +41,7 @@ from torch import Tensor
 
 from tripletlab.functional._refined_distances import (
     COSINE_EPS,
-    _SelfCosineDistances,
-    _SelfSquaredDistances,
+    cosine_matrix_backward,
     unit_rows,
 )
 from tripletlab.functional._ties import (
@@ -55,63 +54,47 @@ from tripletlab.functional._ties import (
 )
 
 
-class _SmallSelfSquaredDistances(_SelfSquaredDistances):
-    """‖x_a − x_n‖² of a small batch from a float64 GEMM, rounded to the rows' dtype; also
-    returns the rows in float64 (non-differentiable). The backward pass is the parent's in
-    fewer operator calls.
+def _gram_squared(x: Tensor) -> tuple[Tensor, Tensor]:
+    """(‖x_a − x_n‖² (B, B) in x's dtype, x in float64) from one float64 GEMM.
+
+    Not centred: in float64 the cancellation of ‖x_a‖² + ‖x_n‖² − 2⟨x_a, x_n⟩ costs
+    2⁻⁵³-relative errors of the norms, which the screen's bound E accounts for.
     """
-
-    @staticmethod
-    def forward(ctx, x):  # type: ignore[override]
-        # not centred: in float64 the cancellation of ‖x_a‖² + ‖x_n‖² − 2⟨x_a, x_n⟩ costs
-        # 2⁻⁵³-relative errors of the norms, which the screen's bound E accounts for
-        wide = widen(x)
-        norms = (wide * wide).sum(1)
-        squared = torch.addmm(norms[:, None] + norms, wide, wide.T, alpha=-2)
-        squared.clamp_min_(0).fill_diagonal_(0)
-        ctx.save_for_backward(x)
-        ctx.mark_non_differentiable(wide)
-        return squared.to(x.dtype), wide
-
-    @staticmethod
-    def backward(ctx, grad, _grad_wide):  # type: ignore[override]
-        # ∂L/∂x_a = 2 Σ_n (G + Gᵀ)_an (x_a − x_n) on centred rows (the same value; centred,
-        # the two terms do not cancel); a B×B sum more than the parent (small batches only)
-        (x,) = ctx.saved_tensors
-        centred = x - x.mean(dim=0, keepdim=True)
-        symmetric = grad + grad.T
-        return torch.addmm(
-            symmetric.sum(1, keepdim=True) * centred, symmetric, centred, alpha=-1
-        ).mul_(2)
+    wide = widen(x)
+    norms = (wide * wide).sum(1)
+    squared = torch.addmm(norms[:, None] + norms, wide, wide.T, alpha=-2)
+    squared.clamp_min_(0).fill_diagonal_(0)
+    return squared.to(x.dtype), wide
 
 
-class _SmallSelfCosineDistances(_SelfCosineDistances):
-    """1 − ⟨x̂_a, x̂_n⟩ of a small batch from a float64 GEMM of the unit rows (x̂ in the rows'
-    dtype, as the direct cosine takes them); also returns x̂ in float64 (non-differentiable).
-    The backward pass is the parent's."""
+def _gram_cosine(x_hat: Tensor, norm: Tensor) -> tuple[Tensor, Tensor]:
+    """(1 − ⟨x̂_a, x̂_n⟩ (B, B) in x̂'s dtype, x̂ in float64) from one float64 GEMM of the unit
+    rows (x̂ in the rows' dtype, as the direct cosine takes them); zero rows at 1."""
+    wide = widen(x_hat)
+    dist = torch.addmm(torch.ones((), dtype=wide.dtype), wide, wide.T, alpha=-1)
+    dist.clamp_min_(0).diagonal().copy_(norm <= COSINE_EPS)
+    return dist.to(x_hat.dtype), wide
 
-    @staticmethod
-    def forward(ctx, x):  # type: ignore[override]
-        x_hat, norm = unit_rows(x)
-        wide = widen(x_hat)
-        dist = torch.addmm(torch.ones((), dtype=wide.dtype), wide, wide.T, alpha=-1)
-        dist.clamp_min_(0).diagonal().copy_(norm <= COSINE_EPS)
-        ctx.save_for_backward(x_hat, norm)
-        ctx.mark_non_differentiable(wide)
-        return dist.to(x.dtype), wide
 
-    @staticmethod
-    def backward(ctx, grad, _grad_wide):  # type: ignore[override]
-        return _SelfCosineDistances.backward(ctx, grad)
+def _squared_matrix_backward(grad: Tensor, x: Tensor) -> Tensor:
+    """∂L/∂x (B, D) from ∂L/∂S (B, B), S the squared distances of the rows x:
+    2 Σ_n (G + Gᵀ)_an (x_a − x_n), on centred rows (the same value; centred, the two terms do
+    not cancel). One B×B sum more than the general path's form: small batches only."""
+    centred = x - x.mean(dim=0, keepdim=True)
+    symmetric = grad + grad.T
+    return torch.addmm(
+        symmetric.sum(1, keepdim=True) * centred, symmetric, centred, alpha=-1
+    ).mul_(2)
 
 
 class ScreenedDistances:
     """The distance matrix of a batch against itself for the dense forms.
 
+    Computed without autograd: the losses' Functions differentiate through
+    :meth:`matrix_backward`.
+
     Attributes:
-        graph: (B, B) differentiable — the squared distances for ``"euclidean"``, the
-            distances otherwise (its data are :attr:`refined`: the exact entries included).
-        refined: (B, B) detached, in refine units (squared for ``"euclidean"``).
+        refined: (B, B) in refine units (squared for ``"euclidean"``).
         values: (B, B) detached distances in metric units (:attr:`refined` itself unless
             ``"euclidean"``).
 
@@ -123,26 +106,35 @@ class ScreenedDistances:
     """
 
     def __init__(self, x: Tensor, metric: str, largest: float) -> None:
-        """``x`` (B, D) the rows, ``largest`` their largest |entry|."""
+        """``x`` (B, D) the rows (read without autograd), ``largest`` their largest |entry|."""
         self.metric = metric
         self._dtype = x.dtype
         gamma = error_scale(x.shape[1], torch.float64)
         unit_roundoff = torch.finfo(x.dtype).eps / 2
         self._relative = critical_slack(x.dtype) + 2 * unit_roundoff
-        if metric == "cosine":
-            self.graph, self._wide = _SmallSelfCosineDistances.apply(x)
-            self._direct_pairs = direct_cosine
-            self._error = 2 * gamma  # s = 1 (0 for a zero row)
-        else:
-            self.graph, self._wide = _SmallSelfSquaredDistances.apply(x)
-            self._direct_pairs = direct_squared
-            self._error = 2 * gamma * x.shape[1] * largest * largest  # s_a ≤ D·max|x|²
         with torch.no_grad():
-            # the graph's Function keeps only the rows for its backward: its data may change
-            self.refined = self.graph.detach()
+            x = x.detach()
+            if metric == "cosine":
+                x_hat, norm = unit_rows(x)
+                self.refined, self._wide = _gram_cosine(x_hat, norm)
+                self._saved: tuple[Tensor, ...] = (x_hat, norm)
+                self._direct_pairs = direct_cosine
+                self._error = 2 * gamma  # s = 1 (0 for a zero row)
+            else:
+                self.refined, self._wide = _gram_squared(x)
+                self._saved = (x,)
+                self._direct_pairs = direct_squared
+                self._error = 2 * gamma * x.shape[1] * largest * largest  # s_a ≤ D·max|x|²
             if metric == "euclidean":
                 self._refine_near_zero_()
             self.values = self.refined.sqrt() if metric == "euclidean" else self.refined
+
+    def matrix_backward(self, grad: Tensor) -> Tensor:
+        """∂L/∂x (B, D) from ∂L/∂:attr:`refined` (B, B) (squared distances for
+        ``"euclidean"``): the Gram matrix's backward pass."""
+        if self.metric == "cosine":
+            return cosine_matrix_backward(grad, *self._saved)
+        return _squared_matrix_backward(grad, *self._saved)
 
     def _refine_near_zero_(self) -> None:
         """Recompute the entries within the error bound of 0 (duplicates, near-duplicates):
