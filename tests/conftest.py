@@ -56,6 +56,7 @@ def force_general_loss_path(monkeypatch: pytest.MonkeyPatch) -> None:
     makes every batch take them, so the same tests check both implementations.
     """
     import tripletlab.functional._dense_pairs as dense_pairs
+    import tripletlab.functional._dense_semi_hard as dense_semi_hard
     import tripletlab.functional._refined_distances as refined
     import tripletlab.functional.batch_hard as batch_hard
 
@@ -63,6 +64,7 @@ def force_general_loss_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(refined, "_DIRECT_MAX_WORK_MANY_POSITIVES", 0)
     monkeypatch.setattr(batch_hard, "DENSE_MAX_BATCH", 0)
     monkeypatch.setattr(dense_pairs, "DENSE_PAIRS_MAX_ELEMENTS", 0)
+    monkeypatch.setattr(dense_semi_hard, "DENSE_SEMI_HARD_MAX_ELEMENTS", 0)
 
 
 @pytest.fixture(params=["dense", "general"])

@@ -12,9 +12,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import tripletlab.functional._dense_pairs as dense_pairs
-import tripletlab.functional.batch_hard as batch_hard_module
+import tripletlab.functional._dense_semi_hard as dense_semi_hard
 from batch_references import batch_all_reference, batch_semi_hard_reference
+from conftest import force_general_loss_path
 from tripletlab.functional import (
     batch_all_triplet_loss,
     batch_hard_triplet_loss,
@@ -48,11 +48,10 @@ def _loss_and_grad(loss, x, y, kwargs):
 
 
 def _general_path(monkeypatch):
-    monkeypatch.setattr(dense_pairs, "DENSE_PAIRS_MAX_ELEMENTS", 0)
-    monkeypatch.setattr(batch_hard_module, "DENSE_MAX_BATCH", 0)
+    force_general_loss_path(monkeypatch)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
     n=st.integers(2, 24),
@@ -66,16 +65,32 @@ def _general_path(monkeypatch):
     smoothing=st.sampled_from([None, 0.5]),
     reduction=st.sampled_from(["mean", "mean_active", "sum", "none"]),
     fallback=st.sampled_from(["hardest", "easiest", "skip"]),
+    semi_hard_search=st.booleans(),
 )
 def test_dense_equals_general_path(
-    seed, n, dim, n_classes, n_copies, integer, name, metric, margin, smoothing, reduction, fallback
+    seed,
+    n,
+    dim,
+    n_classes,
+    n_copies,
+    integer,
+    name,
+    metric,
+    margin,
+    smoothing,
+    reduction,
+    fallback,
+    semi_hard_search,
 ):
     x, y = _rows(seed, n, dim, n_classes, n_copies, integer)
     kwargs = dict(margin=margin, metric=metric, smoothing=smoothing, reduction=reduction)
     if name == "semi_hard":
         kwargs["fallback"] = fallback
     loss = LOSSES[name]
-    dense_value, dense_grad = _loss_and_grad(loss, x, y, kwargs)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        if semi_hard_search:  # semi-hard's search form, not its (P, B) differences
+            monkeypatch.setattr(dense_semi_hard, "SEMI_HARD_DIFFERENCES_MAX_ELEMENTS", 0)
+        dense_value, dense_grad = _loss_and_grad(loss, x, y, kwargs)
     with pytest.MonkeyPatch.context() as monkeypatch:
         _general_path(monkeypatch)
         # in float64: the general path's float32 GEMM distances are the less accurate ones
@@ -84,7 +99,11 @@ def test_dense_equals_general_path(
         # parallel integer rows ((1, 1, 0), (2, 2, 0)): their float32 unit rows may differ in
         # the last bit, so an exact float64 tie is not one in float32 for either path
         parallel_ties = integer and metric == "cosine"
-        value, grad = _loss_and_grad(loss, x if parallel_ties else x.double(), y, kwargs)
+        # and the smoothed loss's active terms (> 0) are those whose softplus has not
+        # underflowed: where it does depends on the dtype, so "mean_active" compares float32
+        underflow_counts = bool(smoothing) and reduction == "mean_active"
+        same_dtype = parallel_ties or underflow_counts
+        value, grad = _loss_and_grad(loss, x if same_dtype else x.double(), y, kwargs)
     value, grad = value.float(), grad.float()
     torch.testing.assert_close(dense_value, value, rtol=1e-5, atol=1e-5)
     if not integer and n_copies == 0:
@@ -104,8 +123,11 @@ def test_dense_batch_all_counts_ties_as_the_definition(metric):
         torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("search", [False, True])
 @pytest.mark.parametrize("fallback", ["hardest", "easiest", "skip"])
-def test_dense_semi_hard_on_ties_as_the_definition(fallback):
+def test_dense_semi_hard_on_ties_as_the_definition(fallback, search, monkeypatch):
+    if search:  # the sort-and-search form, whose tied neighbours go to the differences
+        monkeypatch.setattr(dense_semi_hard, "SEMI_HARD_DIFFERENCES_MAX_ELEMENTS", 0)
     x, y = _rows(5, 48, 2, 4, 8, integer=True)
     got = batch_semi_hard_triplet_loss(x, y, margin=0.5, metric="euclidean", fallback=fallback)
     want = batch_semi_hard_reference(

@@ -59,9 +59,12 @@ class PairBatch:
     same: Tensor  # (B, B) bool: same label (the diagonal included)
 
 
-def pair_rows(embeddings: Tensor, labels: Tensor, metric: str) -> PairBatch | None:
+def pair_rows(
+    embeddings: Tensor, labels: Tensor, metric: str, max_elements: int | None = None
+) -> PairBatch | None:
     """The batch and its positive pairs when B ≤ :data:`DENSE_MAX_BATCH` and the (P, B)
-    comparisons number at most :data:`DENSE_PAIRS_MAX_ELEMENTS`; None otherwise.
+    comparisons number at most ``max_elements`` (default :data:`DENSE_PAIRS_MAX_ELEMENTS`);
+    None otherwise.
 
     Example:
         >>> batch = pair_rows(torch.eye(3), torch.tensor([0, 1, 0]), "euclidean")
@@ -74,7 +77,8 @@ def pair_rows(embeddings: Tensor, labels: Tensor, metric: str) -> PairBatch | No
         return None
     same = labels[:, None] == labels
     anchors, positives = same.clone().fill_diagonal_(False).nonzero(as_tuple=True)
-    if anchors.numel() * n > DENSE_PAIRS_MAX_ELEMENTS:
+    limit = DENSE_PAIRS_MAX_ELEMENTS if max_elements is None else max_elements
+    if anchors.numel() * n > limit:
         return None
     return PairBatch(
         rows=scaled_rows(embeddings, labels, metric),

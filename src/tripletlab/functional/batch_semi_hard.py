@@ -36,8 +36,7 @@ from tripletlab.functional._batch_input import (
     prepare_batch,
 )
 from tripletlab.functional._compile import eager_under_compile
-from tripletlab.functional._dense_pairs import pair_rows
-from tripletlab.functional._dense_semi_hard import dense_semi_hard_terms
+from tripletlab.functional._dense_semi_hard import dense_semi_hard_terms, semi_hard_pair_rows
 from tripletlab.functional._dense_small import ClassSizes, reduce_dense
 from tripletlab.functional._validation import check_choice, check_scaled_result
 from tripletlab.functional.batch_hard import easiest_negative_index
@@ -95,7 +94,7 @@ def batch_semi_hard_triplet_loss(
     margin, smoothing = check_batch_arguments(margin, metric, smoothing, reduction, REDUCTIONS)
     check_choice(fallback, "fallback", FALLBACKS)
     dense = ref_embeddings is None and not return_stats
-    pairs = pair_rows(embeddings, labels, metric) if dense else None
+    pairs = semi_hard_pair_rows(embeddings, labels, metric) if dense else None
     if pairs is not None:
         unit = pairs.rows.unit
         loss, num_pairs, num_active = dense_semi_hard_terms(
