@@ -147,3 +147,16 @@ def test_dense_forms_are_taken_for_small_batches(monkeypatch):
     x, y = _rows(0, 64, 16, 8, 0, integer=False)
     for name, loss in LOSSES.items():
         assert torch.isfinite(loss(x, y, metric="euclidean")), name
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean", "cosine"])
+@pytest.mark.parametrize("smoothing", [None, 0.3])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_dense_forms_gradcheck(name, metric, smoothing, reduction):
+    # the dense forms write their gradients by hand (one Function from the rows to the loss)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(12, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 3, (12,), generator=g)
+    kwargs = dict(metric=metric, smoothing=smoothing, reduction=reduction, margin=0.5)
+    assert torch.autograd.gradcheck(lambda z: LOSSES[name](z, y, **kwargs), (x,), atol=1e-6)

@@ -31,7 +31,8 @@ from tripletlab.functional._validation import (
     finite_max_abs,
     overflow_scale,
 )
-from tripletlab.functional.distances import METRIC_DEGREE, row_distance
+from tripletlab.functional.distances import METRIC_DEGREE
+from tripletlab.functional.smoothing import smooth_hinge, smooth_hinge_derivative
 from tripletlab.functional.reductions import reduce_total
 
 #: Largest batch computed by the dense batch-hard form (B×B masks of a few hundred kB at most).
@@ -134,28 +135,84 @@ def dense_hardest_pairs(x: Tensor, labels: Tensor, metric: str) -> tuple[Tensor,
     return hardest_positive, hardest_negative, valid
 
 
-def dense_batch_hard_terms(x: Tensor, labels: Tensor, metric: str) -> tuple[Tensor, Tensor, Tensor]:
-    """(d_ap, d_an, valid) of each anchor's hardest triplet, distances recomputed directly.
+def dense_batch_hard_terms(
+    rows: SmallBatch, metric: str, margin: float, smoothing: float | None, per_anchor: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(per-anchor losses (B,) or their total, valid anchors, active anchors), scaled units:
+    each anchor's hardest triplet, its two distances recomputed directly from the rows."""
+    return _DenseBatchHard.apply(rows.x, rows.labels, metric, margin, smoothing, per_anchor)
 
-    Cosine: the rows are normalised once, differentiably (as
-    :func:`~tripletlab.functional.distances.row_distance` does each row: the same numbers),
-    and both the selection and the recomputed distances read them — one normalisation and
-    its backward instead of five.
+
+class _DenseBatchHard(torch.autograd.Function):
+    """Batch-hard from the rows in one Function: selection on the B×B matrix (no autograd),
+    the 2B selected distances recomputed directly (as
+    :func:`~tripletlab.functional.distances.row_distance`: the same numbers), and their
+    gradient written directly.
+
+    With Δ = x_a − x_s for the selected s ∈ {p, n} and w = ±g_a·h'(t) (+ for the positive):
+    squared ∂d/∂x_a = 2Δ, euclidean Δ/d (0 at d = 0), and ∂d/∂x_s = −∂d/∂x_a. Cosine, on
+    the unit rows u = x/max(‖x‖, ε): d = 1 − ⟨u_a, u_s⟩, ∂d/∂x_a = −(u_s − ⟨u_a, u_s⟩u_a)/‖x_a‖
+    (−u_s/ε for a row of norm ≤ ε), and symmetrically for x_s.
     """
-    if metric == "cosine":
-        norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
-        x = x / norm.clamp_min(COSINE_EPS)
-        with torch.no_grad():
-            selecting = torch.where(norm > COSINE_EPS, x, 0)  # zero rows: cos 0 (unit_rows)
-    else:
-        selecting = x
-    p, n, valid = dense_hardest_pairs(selecting, labels, metric)
-    # both pairs of every anchor in one pass (half the operator calls of two); index_select:
-    # its backward is index_add_, cheaper than advanced indexing's index_put_
-    anchors, selected = torch.cat([x, x]), x.index_select(0, torch.cat([p, n]))
-    if metric == "cosine":
-        both = (1 - (anchors * selected).sum(dim=1)).clamp_min(0)
-    else:
-        both = row_distance(anchors, selected, metric)
-    d_ap, d_an = both.split(x.shape[0])
-    return d_ap, d_an, valid
+
+    @staticmethod
+    def forward(ctx, x, labels, metric, margin, smoothing, per_anchor):  # type: ignore[override]
+        n = x.shape[0]
+        if metric == "cosine":
+            norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+            rows = x / norm.clamp_min(COSINE_EPS)
+            selecting = torch.where(norm > COSINE_EPS, rows, 0)  # zero rows: cos 0
+        else:
+            norm, rows = None, x
+            selecting = x
+        p, neg, valid = dense_hardest_pairs(selecting, labels, metric)
+        # both pairs of every anchor in one pass (half the operator calls of two)
+        selected = torch.cat([p, neg])
+        others = rows.index_select(0, selected)
+        if metric == "cosine":
+            both = (1 - (torch.cat([rows, rows]) * others).sum(dim=1)).clamp_min(0)
+        else:
+            difference = torch.cat([x, x]) - others
+            both = (difference * difference).sum(dim=1)
+            if metric == "euclidean":
+                both = both.sqrt()
+        t = both[:n] - both[n:] + margin
+        terms = torch.where(valid, smooth_hinge(t, smoothing), 0)
+        slope = smooth_hinge_derivative(t, smoothing).mul_(valid)
+        saved = (rows, others, norm) if metric == "cosine" else (difference, both, None)
+        ctx.save_for_backward(selected, slope, *saved)
+        ctx.metric = metric
+        num_valid, num_active = valid.sum(), (terms > 0).sum()
+        ctx.mark_non_differentiable(num_valid, num_active)
+        return (terms if per_anchor else terms.sum()), num_valid, num_active
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_valid, _grad_active):  # type: ignore[override]
+        selected, slope, first, second, norm = ctx.saved_tensors
+        weight = slope * grad_loss  # (B,): g_a·h'(t)
+        weight = torch.cat([weight, -weight])  # + toward the positive, − the negative
+        n = weight.shape[0] // 2
+        if ctx.metric == "cosine":
+            # ∂L/∂u first (d = 1 − ⟨u_a, u_s⟩: −w·u_s for the anchor, −w·u_a for s), then one
+            # projection per row onto the tangent of u, over its norm
+            rows, others = first, second
+            toward_anchor = others * -weight[:, None]
+            grad_unit = toward_anchor[:n] + toward_anchor[n:]
+            grad_unit.index_add_(0, selected, torch.cat([rows, rows]) * -weight[:, None])
+            return _unit_rows_backward(grad_unit, rows, norm), None, None, None, None, None
+        difference, both = first, second
+        if ctx.metric == "euclidean":  # Δ/d, 0 at d = 0
+            scale = torch.where(both > 0, weight / both, 0)
+        else:
+            scale = 2 * weight
+        toward_anchor = difference * scale[:, None]
+        grad = toward_anchor[:n] + toward_anchor[n:]
+        return grad.index_add_(0, selected, -toward_anchor), None, None, None, None, None
+
+
+def _unit_rows_backward(grad_unit: Tensor, unit: Tensor, norm: Tensor) -> Tensor:
+    """∂L/∂x from ∂L/∂u for u = x/max(‖x‖, ε): the part of ∂L/∂u tangent to u over ‖x‖, or
+    ∂L/∂u/ε where ‖x‖ ≤ ε (u = x/ε there)."""
+    radial = (grad_unit * unit).sum(1, keepdim=True)
+    tangent = (grad_unit - radial * unit) / norm.clamp_min(COSINE_EPS)
+    return torch.where(norm > COSINE_EPS, tangent, grad_unit / COSINE_EPS)

@@ -133,11 +133,14 @@ def _dense_small_batch(
     rows = small_batch_rows(embeddings, labels, metric, DENSE_MAX_BATCH)
     if rows is None:
         return None
-    d_ap, d_an, valid = dense_batch_hard_terms(rows.x, rows.labels, metric)
-    mu = smoothing and smoothing * rows.unit
-    per_anchor = torch.where(valid, smooth_hinge(d_ap - d_an + margin * rows.unit, mu), 0)
-    num_active = (per_anchor.detach() > 0).sum()
-    return reduce_dense(rows, per_anchor, valid.sum(), num_active, reduction)
+    loss, num_valid, num_active = dense_batch_hard_terms(
+        rows,
+        metric,
+        margin * rows.unit,
+        smoothing and smoothing * rows.unit,
+        per_anchor=reduction == "none",
+    )
+    return reduce_dense(rows, loss, num_valid, num_active, reduction)
 
 
 def hardest_positive_index(batch: BatchInput) -> Tensor:
