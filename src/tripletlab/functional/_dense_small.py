@@ -84,7 +84,8 @@ def small_batch_rows(
 def checked_inputs(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """Shapes and types checked (the values are read by :func:`scaled_rows`)."""
     embeddings = check_embeddings(embeddings, "embeddings", check_values=False)
-    return embeddings, check_labels(labels, embeddings.shape[0]).long()
+    labels = check_labels(labels, embeddings.shape[0])
+    return embeddings, labels if labels.dtype == torch.int64 else labels.long()
 
 
 def scaled_rows(embeddings: Tensor, labels: Tensor, metric: str) -> SmallBatch:
@@ -92,7 +93,9 @@ def scaled_rows(embeddings: Tensor, labels: Tensor, metric: str) -> SmallBatch:
     dtype = compute_dtype(embeddings)
     largest = finite_max_abs(embeddings, "embeddings")
     scale = overflow_scale(largest, embeddings.shape[1], dtype)
-    x = embeddings.to(dtype) if scale == 1.0 else embeddings.to(dtype) * scale
+    x = embeddings if embeddings.dtype == dtype else embeddings.to(dtype)
+    if scale != 1.0:
+        x = x * scale
     unit = scale ** METRIC_DEGREE[metric]
     return SmallBatch(x=x, labels=labels, unit=unit, scale=scale, largest=largest * scale)
 

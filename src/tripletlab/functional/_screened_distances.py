@@ -174,15 +174,13 @@ class ScreenedDistances:
 
     def any_near(self, differences: Tensor, critical: Tensor) -> bool:
         """Whether :meth:`near` may flag an entry: one minimum of |t| against the largest
-        bound of any pair (from the extreme critical values) — the common no-tie case costs
-        three operator calls and no (P, B) mask."""
+        bound of any pair — 2(E + r·c_max), for ``"euclidean"`` 2(√E + r·c_max) since
+        E/max(c, √E) ≤ √E — so that the common no-tie case costs four operator calls and no
+        (P, B) mask."""
         if differences.numel() == 0:
             return False
-        low, high = (float(value) for value in torch.aminmax(critical))
-        if self.metric == "euclidean":  # E/max(c, √E) is largest at the smallest c
-            bound = float(self._bound(low)) + 2 * (high - low) * self._relative
-        else:
-            bound = float(self._bound(high))
+        spread = math.sqrt(self._error) if self.metric == "euclidean" else self._error
+        bound = 2 * (spread + float(critical.amax()) * self._relative)
         return float(differences.abs().amin()) <= bound
 
     def make_exact_(self, rows: Tensor, cols: Tensor) -> None:
