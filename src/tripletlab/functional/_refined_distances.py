@@ -117,8 +117,8 @@ class _DirectSelfCosineDistances(_SelfCosineDistances):
 def unit_rows(x: Tensor) -> tuple[Tensor, Tensor]:
     """(x̂, ‖x‖): rows divided by their norm, zero rows (norm ≤ COSINE_EPS) left at 0."""
     norm = x.norm(dim=1)
-    safe = torch.where(norm > COSINE_EPS, norm, torch.ones_like(norm))
-    x_hat = torch.where((norm > COSINE_EPS)[:, None], x / safe[:, None], torch.zeros_like(x))
+    # x / 0 is not finite, but only where the zero rows' 0 is taken instead (no autograd)
+    x_hat = torch.where((norm > COSINE_EPS)[:, None], x / norm[:, None], 0)
     return x_hat, norm
 
 

@@ -39,11 +39,7 @@ import math
 import torch
 from torch import Tensor
 
-from tripletlab.functional._refined_distances import (
-    COSINE_EPS,
-    cosine_matrix_backward,
-    unit_rows,
-)
+from tripletlab.functional._refined_distances import COSINE_EPS, unit_rows
 from tripletlab.functional._ties import (
     critical_slack,
     direct_cosine,
@@ -74,6 +70,15 @@ def _gram_cosine(x_hat: Tensor, norm: Tensor) -> tuple[Tensor, Tensor]:
     dist = torch.addmm(torch.ones((), dtype=wide.dtype), wide, wide.T, alpha=-1)
     dist.clamp_min_(0).diagonal().copy_(norm <= COSINE_EPS)
     return dist.to(x_hat.dtype), wide
+
+
+def _cosine_matrix_backward(grad: Tensor, x_hat: Tensor, norm: Tensor) -> Tensor:
+    """As :func:`~._refined_distances.cosine_matrix_backward`, in fewer operator calls
+    (one B×B sum more: small batches only): ∂L/∂x = −(I − x̂x̂ᵀ)(G + Gᵀ)x̂ / ‖x‖, zero rows 0."""
+    grad_unit = (grad + grad.T) @ x_hat  # −∂L/∂x̂
+    radial = (grad_unit * x_hat).sum(1, keepdim=True)
+    tangent = (radial * x_hat).sub_(grad_unit).div_(norm[:, None])
+    return torch.where((norm > COSINE_EPS)[:, None], tangent, 0)
 
 
 def _squared_matrix_backward(grad: Tensor, x: Tensor) -> Tensor:
@@ -133,7 +138,7 @@ class ScreenedDistances:
         """∂L/∂x (B, D) from ∂L/∂:attr:`refined` (B, B) (squared distances for
         ``"euclidean"``): the Gram matrix's backward pass."""
         if self.metric == "cosine":
-            return cosine_matrix_backward(grad, *self._saved)
+            return _cosine_matrix_backward(grad, *self._saved)
         return _squared_matrix_backward(grad, *self._saved)
 
     def _refine_near_zero_(self) -> None:
