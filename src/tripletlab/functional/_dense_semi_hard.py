@@ -21,11 +21,15 @@ from tripletlab.functional._dense_pairs import PairBatch, Pairs, pair_difference
 from tripletlab.functional._screened_distances import ScreenedDistances
 from tripletlab.functional.smoothing import smooth_hinge, smooth_hinge_derivative
 
-#: Up to this many (pair, column) entries, semi-hard negatives come from the (P, B)
-#: differences (a few elementwise passes); above, from one sort of the B×B matrix and a
-#: binary search per pair (the sort's fixed cost, ~1 ms at B = 128, then wins; measured
-#: B = 128, K = 8: 1.0× against 1.2× sentence-transformers' time, K = 16: 1.7× against 1.5×).
+#: Up to this many (pair, column) entries, and fewer than :data:`SEMI_HARD_DIFFERENCES_MAX_K`
+#: pairs per anchor on average, semi-hard negatives come from the (P, B) differences (a few
+#: elementwise passes, ∝ B²K); otherwise from one sort of the B×B matrix and a binary search
+#: per pair (∝ B² log B, whatever K). Measured (euclidean, against sentence-transformers'
+#: time): B = 128, K = 8: 0.95 by differences, 1.10 by search; B = 64, K = 32: 1.37 against
+#: 1.19; B = 64, K = 16: 1.09 against 1.11.
 SEMI_HARD_DIFFERENCES_MAX_ELEMENTS = 2**17
+#: See :data:`SEMI_HARD_DIFFERENCES_MAX_ELEMENTS`.
+SEMI_HARD_DIFFERENCES_MAX_K = 16
 #: Most (pair, column) entries of a batch the dense semi-hard form takes (the search keeps
 #: B×B temporaries whatever K: at B ≤ 256 every batch qualifies).
 DENSE_SEMI_HARD_MAX_ELEMENTS = 2**24
@@ -107,7 +111,11 @@ def _semi_hard_negatives(batch: PairBatch, distances: ScreenedDistances) -> tupl
     pairs, values = batch.pairs, distances.values
     anchors = pairs.anchors
     n_col = values.shape[1]
-    if anchors.numel() * n_col <= SEMI_HARD_DIFFERENCES_MAX_ELEMENTS:
+    num_pairs = anchors.numel()
+    if (
+        num_pairs * n_col <= SEMI_HARD_DIFFERENCES_MAX_ELEMENTS
+        and num_pairs < SEMI_HARD_DIFFERENCES_MAX_K * n_col
+    ):
         return _semi_hard_by_differences(distances, pairs, batch.same)
     d_ap = values.view(-1).index_select(0, pairs.flat)
     ascending, order = torch.where(batch.same, math.inf, values).sort(dim=1, stable=True)
