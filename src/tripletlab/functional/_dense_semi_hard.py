@@ -7,7 +7,8 @@ exact on the screened matrix (:class:`~._screened_distances.ScreenedDistances`):
 * up to :data:`SEMI_HARD_DIFFERENCES_MAX_ELEMENTS` entries, from the (P, B) differences
   t = d_ap − d_an: n* has the largest t < 0 (ties: the first column);
 * above, by one sort of each row's negatives and a binary search per pair, O(B² log B)
-  whatever K (as sentence-transformers does).
+  whatever K (as sentence-transformers does); the few pairs whose neighbours around d_ap
+  lie within the screen's bound are decided on their rows recomputed directly.
 """
 
 from __future__ import annotations
@@ -119,22 +120,40 @@ def _semi_hard_negatives(batch: PairBatch, distances: ScreenedDistances) -> tupl
         return _semi_hard_by_differences(distances, pairs, batch.same)
     d_ap = values.view(-1).index_select(0, pairs.flat)
     ascending, order = torch.where(batch.same, math.inf, values).sort(dim=1, stable=True)
-    # first = #{negatives n of a : d_an ≤ d_ap}: the slot of the first one beyond d_ap
-    first = _search_rows(ascending, anchors, d_ap, batch.same.sum(1) - 1)
+    same_count = batch.same.sum(1)
+    # first = #{negatives n of a : d_an ≤ d_ap}: the slot of the first one beyond d_ap (at
+    # most the anchor's N_a ≤ B − 1 negatives, so ``flat`` stays in the anchor's row)
+    first = _search_rows(ascending, anchors, d_ap, same_count - 1)
     flat = anchors * n_col + first
-    found = first < (~batch.same).sum(1).index_select(0, anchors)
-    below = ascending.view(-1).index_select(0, (flat - 1).clamp_min_(0))
-    above = ascending.view(-1).index_select(0, flat.clamp_max(ascending.numel() - 1))
-    around = torch.stack([d_ap - below, d_ap - above], 1)
+    found = first < (n_col - same_count).index_select(0, anchors)
+    sorted_values = ascending.view(-1)
+    # the negatives just below and above d_ap (above: +inf, so −inf here, when none is)
+    around = torch.stack(
+        [sorted_values.index_select(0, (flat - 1).clamp_min_(0)), sorted_values.index_select(0, flat)],
+        1,
+    )
+    around = torch.sub(d_ap[:, None], around)
     around[:, 0].masked_fill_(first == 0, math.inf)  # no negative at most d_ap
-    around[:, 1].masked_fill_(~found, -math.inf)  # none beyond
-    column = order.view(-1).index_select(0, torch.minimum(flat, anchors * n_col + n_col - 1))
+    column = order.view(-1).index_select(0, flat)
     unsure = distances.near(around, d_ap).any(1).nonzero()[:, 0]
     if unsure.numel():
-        column[unsure], found[unsure] = _semi_hard_by_differences(
+        column[unsure], found[unsure] = _semi_hard_on_direct_rows(
             distances, pairs.subset(unsure), batch.same
         )
     return column, found
+
+
+def _semi_hard_on_direct_rows(
+    distances: ScreenedDistances, pairs: Pairs, same: Tensor
+) -> tuple[Tensor, Tensor]:
+    """(column, found) of a few ``pairs`` from their anchors' rows recomputed directly
+    (every entry exact: no screen); ties go to the first column."""
+    rows = distances.direct_rows(pairs.anchors)
+    d_ap = rows.gather(1, pairs.positives[:, None])
+    t = torch.sub(d_ap, rows).masked_fill_(same.index_select(0, pairs.anchors), -math.inf)
+    # d_an > d_ap ⟺ t < 0 (the other columns are at −inf: never found)
+    best, column = torch.where(t < 0, t, -math.inf).max(1)
+    return column, best > -math.inf
 
 
 def _semi_hard_by_differences(
@@ -153,9 +172,11 @@ def _search_rows(sorted_rows: Tensor, anchors: Tensor, queries: Tensor, per_anch
     padded query matrix (pairs grouped by anchor, ascending, ``per_anchor`` pairs each)."""
     if anchors.numel() == 0:
         return anchors.clone()
+    width, n = int(per_anchor.max()), sorted_rows.shape[0]
+    if anchors.numel() == n * width:  # every anchor has ``width`` pairs (classes of K)
+        return torch.searchsorted(sorted_rows, queries.view(n, width), right=True).view(-1)
     starts = per_anchor.cumsum(0) - per_anchor
     slot = torch.arange(anchors.numel(), device=anchors.device) - starts.index_select(0, anchors)
-    width = int(per_anchor.max())
     padded = queries.new_zeros(sorted_rows.shape[0] * width)
     padded[anchors * width + slot] = queries
     found = torch.searchsorted(sorted_rows, padded.view(sorted_rows.shape[0], width), right=True)

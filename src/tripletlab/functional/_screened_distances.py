@@ -188,6 +188,15 @@ class ScreenedDistances:
         bound = 2 * (spread + float(critical.amax()) * self._relative)
         return float(differences.abs().amin()) <= bound
 
+    def direct_rows(self, rows: Tensor) -> Tensor:
+        """(R, B) the distances (metric units) of the given rows, every entry computed
+        directly (the matrix itself is left as it is)."""
+        n = self.refined.shape[1]
+        columns = torch.arange(n, device=rows.device)
+        direct = self._direct(rows.repeat_interleave(n), columns.repeat(rows.numel()))
+        direct = direct.view(rows.numel(), n)
+        return direct.sqrt_() if self.metric == "euclidean" else direct
+
     def make_exact_(self, rows: Tensor, cols: Tensor) -> None:
         """Recompute the entries (rows[i], cols[i]) directly, in place."""
         with torch.no_grad():
