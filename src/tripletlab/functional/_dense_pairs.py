@@ -2,10 +2,12 @@
 
 A batch of B rows in classes of K has P = B(K − 1) positive pairs (a, p). Batch-all and
 semi-hard compare each pair's critical value c (d_ap + m, d_ap) with the anchor's distance
-to every column n: the (P, B) differences t = c − D(a, n), −inf (or +inf) where n is not a
-negative. At B ≤ 256 and P·B ≤ :data:`DENSE_PAIRS_MAX_ELEMENTS` these few elementwise
-passes cost less than the general path's positive index, bucketing and refinement (measured:
-~100 operator calls against ~220 at B = 128, K = 2), and far less than the B³ triplet cube.
+to every column n: the (P, B) differences t = c − D(a, n), −inf where n is not a negative.
+At B ≤ 256 and P·B ≤ :data:`DENSE_PAIRS_MAX_ELEMENTS` these few elementwise passes cost
+less than the general path's positive index, bucketing and refinement (measured at B = 128,
+K = 2: ~70 operator calls a forward+backward against ~220), and far less than the B³
+triplet cube. Each loss is one autograd Function from the rows to the loss, its gradient
+written directly and taken through the Gram matrix's backward.
 
 Decisions are exact: the matrix is screened (:class:`ScreenedDistances`) — where an entry
 lies within the error bound of its pair's critical value, the entry and the pair's d_ap are
