@@ -9,7 +9,9 @@ distance, margin 0.2, a P×K batch with K = 4), in one process, interleaved step
 that the machine's load hits every implementation alike: tripletlab, sentence-transformers
 6.x (its ``batch_*_triplet_loss`` methods on tensors) and pytorch-metric-learning 2.9 (same
 definitions, see ``benchmarks/_steps.py``), and the tripletlab and sentence-transformers steps
-under ``torch.compile`` (the whole forward: network, normalisation and loss).
+under ``torch.compile`` (the whole forward: network, normalisation and loss). A control row
+trains the same network with the sum of the embeddings as its loss, eager and compiled: what
+compiling the network alone gains or costs here.
 Reported: steps per second (median step time) and the loss after the last step. Results go to
 ``benchmarks/results/train_step.json`` and a markdown table. CPU only here (CUDA unmeasured).
 """
@@ -34,6 +36,9 @@ FAMILIES = {
     "batch-all": ("tl_all", "st_all", "pml_all"),
     "batch-hard": ("tl_hard", "st_hard", "pml_batch_hard"),
     "semi-hard": ("tl_semi", "st_semi"),
+    # the same step with the sum of the embeddings as its loss: what compiling the network
+    # alone gains or costs, against which the losses' compiled-vs-eager ratios are read
+    "control": ("no_loss",),
 }
 
 
@@ -46,7 +51,7 @@ def make_trainer(method: str, seed: int, compiled: bool):
         torch.nn.Linear(IN_DIM, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, OUT_DIM)
     )
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    loss_fn = loss_step(method, "euclidean")
+    loss_fn = (lambda e, y: e.sum()) if method == "no_loss" else loss_step(method, "euclidean")
 
     def forward(x, y):
         return loss_fn(torch.nn.functional.normalize(net(x), dim=1), y)
@@ -123,11 +128,7 @@ def markdown(records: list[dict], load: str, threads: int = 2) -> str:
         )
 
     for r in records:
-        base = next(
-            o
-            for o in records
-            if o["family"] == r["family"] and o["B"] == r["B"] and o["method"].startswith("tl_")
-        )
+        base = same(r, FAMILIES[r["family"]][0])  # tripletlab's eager step (the control's own)
         ratio = r["steps_per_s"] / base["steps_per_s"]
         eager_name = r["method"].removesuffix(" (compiled)")
         speedup = (

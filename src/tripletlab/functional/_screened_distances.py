@@ -1,35 +1,36 @@
 """A small batch's distances from one float64 GEMM, exact where a dense loss form decides.
 
-The dense small-batch forms (:mod:`tripletlab.functional._dense_small`) compare every
-(anchor, positive) pair with every column at once: t = c − D(a, n) for a critical value c per
-pair (d_ap + m for the batch-all hinge, d_ap for the semi-hard selection). Instead of
-computing the whole matrix by direct differences (a float64 B·B·D ``cdist`` pass: ~2 ms at
-B = 128) or refining it through the general path's index machinery (~60 operator calls),
-they take
+The dense pair forms (:mod:`._dense_pairs`, :mod:`._dense_semi_hard`) compare every (anchor,
+positive) pair with every column at once: t = c − D(a, n) for a critical value c per pair
+(d_ap + m for the batch-all hinge, d_ap for the semi-hard selection). Instead of computing
+the whole matrix by direct differences (a float64 B·B·D ``cdist`` pass: ~2 ms at B = 128) or
+refining it through the general path's index machinery (~60 operator calls), they take
 
 1. the Gram-matrix distances ‖x_a‖² + ‖x_n‖² − 2⟨x_a, x_n⟩ computed in float64 (0.1–0.3 ms
    more than float32 at B ≤ 256) and rounded to the compute dtype;
-2. the positive pairs (a, p) recomputed directly — so every critical value is exact;
-3. a screen of the (pairs, B) differences t they compute anyway. An entry v differs from its
+2. a screen of the (pairs, B) differences t they compute anyway. An entry v differs from its
    direct value by at most E + 2u·v: the float64 GEMM error E = 2γ·max_a s_a
-   (:func:`~tripletlab.functional._ties.error_scale` in float64, s_a the squared norm, 1 for
-   a unit row) and the two roundings to the compute dtype (unit roundoff u).
-   Near a decision v ≈ c (refine units: squared for ``"euclidean"``), so an entry with
-   |t| > bound(c) decides as its direct value would:
+   (:func:`~tripletlab.functional._ties.error_scale` in float64; s_a the squared norm, at
+   most D·max|x|², so no host synchronisation beyond the input check's; 1 for a unit row)
+   and the two roundings to the compute dtype (unit roundoff u). Near a decision v ≈ c
+   (refine units: squared for ``"euclidean"``), and c comes from the matrix too, so an entry
+   with |t| > bound(c) decides as it does on the direct matrix:
 
-       bound(c) = E + r·c                  (refine units = metric units)
-       bound(c) = E / max(c, √E) + r·c     (euclidean: |√S − c| ≤ |S − c²| / c, and
-                                            √S ≤ c − √E cannot hold when c < √E)
+       bound(c) = 2(E + r·c)                  (refine units = metric units)
+       bound(c) = 2(E / max(c, √E) + r·c)     (euclidean: |√S − c| ≤ |S − c²| / c, and
+                                               √S ≤ c − √E cannot hold when c < √E)
 
-   with r = 2u plus the critical values' own slack, and E ≤ 2γ·D·max|x|² (s_a ≤ D·max|x|²:
-   no host synchronisation beyond the input check's). Only true ties, duplicates and
-   near-ties within a few ulps are then recomputed directly before deciding; for
-   ``"euclidean"`` so are the entries within E of 0 (their root's error is ~√E).
+   with r = 2u plus the critical values' own slack (:func:`~._ties.critical_slack`). One
+   minimum of |t| against the largest bound (:meth:`ScreenedDistances.any_near`) clears most
+   batches; otherwise the entries within it (true ties, duplicates, near-ties within a few
+   ulps) and their pairs' d_ap are recomputed directly before deciding. For ``"euclidean"``
+   the entries within E of 0 are always recomputed (their root's error is ~√E and its
+   gradient 1/(2D)): one minimum over the off-diagonal entries finds whether there are any.
 
 Every decision is then the one the direct matrix gives, as in the general path (whose
 refinement screens the same intervals, one (B, K, M) test per batch).
 
-Shapes: x (B, D); pairs ``anchors``, ``positives`` (P,) int64; screens (P, B).
+Shapes: x (B, D); screens (P, B) for P pairs.
 """
 
 from __future__ import annotations
