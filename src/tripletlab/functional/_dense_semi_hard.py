@@ -129,7 +129,10 @@ def _semi_hard_negatives(batch: PairBatch, distances: ScreenedDistances) -> tupl
     sorted_values = ascending.view(-1)
     # the negatives just below and above d_ap (above: +inf, so −inf here, when none is)
     around = torch.stack(
-        [sorted_values.index_select(0, (flat - 1).clamp_min_(0)), sorted_values.index_select(0, flat)],
+        [
+            sorted_values.index_select(0, (flat - 1).clamp_min_(0)),
+            sorted_values.index_select(0, flat),
+        ],
         1,
     )
     around = torch.sub(d_ap[:, None], around)
@@ -167,7 +170,9 @@ def _semi_hard_by_differences(
     return column, best > -math.inf
 
 
-def _search_rows(sorted_rows: Tensor, anchors: Tensor, queries: Tensor, per_anchor: Tensor) -> Tensor:
+def _search_rows(
+    sorted_rows: Tensor, anchors: Tensor, queries: Tensor, per_anchor: Tensor
+) -> Tensor:
     """(P,) #{sorted_rows[anchors[i]] ≤ queries[i]} by one ``searchsorted`` of a (B, K_max)
     padded query matrix (pairs grouped by anchor, ascending, ``per_anchor`` pairs each)."""
     if anchors.numel() == 0:

@@ -32,8 +32,8 @@ from tripletlab.functional._validation import (
     overflow_scale,
 )
 from tripletlab.functional.distances import METRIC_DEGREE
-from tripletlab.functional.smoothing import smooth_hinge, smooth_hinge_derivative
 from tripletlab.functional.reductions import reduce_total
+from tripletlab.functional.smoothing import smooth_hinge, smooth_hinge_derivative
 
 #: Largest batch computed by the dense batch-hard form (B×B masks of a few hundred kB at most).
 DENSE_MAX_BATCH = 256
@@ -204,10 +204,9 @@ class _DenseBatchHard(torch.autograd.Function):
             grad_unit.index_add_(0, selected, torch.cat([rows, rows]) * -weight[:, None])
             return _unit_rows_backward(grad_unit, rows, norm), None, None, None, None, None
         difference, both = first, second
-        if ctx.metric == "euclidean":  # Δ/d, 0 at d = 0
-            scale = torch.where(both > 0, weight / both, 0)
-        else:
-            scale = 2 * weight
+        # euclidean: Δ/d, 0 at d = 0; squared: 2Δ
+        euclidean = ctx.metric == "euclidean"
+        scale = torch.where(both > 0, weight / both, 0) if euclidean else 2 * weight
         toward_anchor = difference * scale[:, None]
         grad = toward_anchor[:n] + toward_anchor[n:]
         return grad.index_add_(0, selected, -toward_anchor), None, None, None, None, None

@@ -36,6 +36,7 @@ Shapes: x (B, D); screens (P, B) for P pairs.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -88,9 +89,9 @@ def _squared_matrix_backward(grad: Tensor, x: Tensor) -> Tensor:
     not cancel). One B×B sum more than the general path's form: small batches only."""
     centred = x - x.mean(dim=0, keepdim=True)
     symmetric = grad + grad.T
-    return torch.addmm(
-        symmetric.sum(1, keepdim=True) * centred, symmetric, centred, alpha=-1
-    ).mul_(2)
+    return torch.addmm(symmetric.sum(1, keepdim=True) * centred, symmetric, centred, alpha=-1).mul_(
+        2
+    )
 
 
 class ScreenedDistances:
@@ -120,6 +121,7 @@ class ScreenedDistances:
         self._relative = critical_slack(x.dtype) + 2 * unit_roundoff
         with torch.no_grad():
             x = x.detach()
+            self._direct_pairs: Callable[[Tensor, Tensor, Tensor, Tensor, torch.dtype], Tensor]
             if metric == "cosine":
                 x_hat, norm = unit_rows(x)
                 self.refined, self._wide = _gram_cosine(x_hat, norm)
@@ -159,24 +161,20 @@ class ScreenedDistances:
     def _direct(self, rows: Tensor, cols: Tensor) -> Tensor:
         return self._direct_pairs(self._wide, self._wide, rows, cols, self._dtype)
 
-    def _bound(self, critical: Tensor | float) -> Tensor | float:
-        """The screen's bound (metric units) around critical values c: twice one entry's,
-        since the critical values (d_ap + m) come from the matrix too."""
+    def _bound(self, critical: Tensor) -> Tensor:
+        """(P,) the screen's bound (metric units) around critical values c: twice one
+        entry's, since the critical values (d_ap + m) come from the matrix too."""
         error = self._error
         if self.metric == "euclidean" and error > 0:  # (E = 0: all rows 0, all exact)
-            if isinstance(critical, Tensor):
-                spread = torch.div(error, critical.clamp_min(math.sqrt(error)))
-            else:
-                spread = error / max(critical, math.sqrt(error))
-        else:
-            spread = error
-        return (spread + critical * self._relative) * 2
+            spread = torch.div(error, critical.clamp_min(math.sqrt(error)))
+            return spread.add_(critical, alpha=self._relative).mul_(2)
+        return critical.mul(self._relative).add_(error).mul_(2)
 
     def near(self, differences: Tensor, critical: Tensor) -> Tensor:
         """(P, X) bool: the entries of ``differences`` = critical − D (metric units, −inf
         where nothing is decided) within the screen's bound of their pair's critical value
         ``critical`` (P,)."""
-        return differences.abs() <= self._bound(critical)[:, None]  # type: ignore[index]
+        return differences.abs() <= self._bound(critical)[:, None]
 
     def any_near(self, differences: Tensor, critical: Tensor) -> bool:
         """Whether :meth:`near` may flag an entry: one minimum of |t| against the largest
