@@ -90,17 +90,12 @@ class _SelfCosineDistances(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        return cosine_matrix_backward(grad, *ctx.saved_tensors)
-
-
-def cosine_matrix_backward(grad: Tensor, x_hat: Tensor, norm: Tensor) -> Tensor:
-    """∂L/∂x (B, D) from ∂L/∂C (B, B), C = 1 − x̂x̂ᵀ of the rows' unit vectors x̂ (zero rows:
-    zero gradient): the tangential part of −(G + Gᵀ)x̂, divided by the norm."""
-    grad_hat = -torch.addmm(grad @ x_hat, grad.T, x_hat)
-    radial = (grad_hat * x_hat).sum(1, keepdim=True)
-    safe = torch.where(norm > COSINE_EPS, norm, torch.ones_like(norm))[:, None]
-    grad_x = (grad_hat - radial * x_hat) / safe
-    return torch.where((norm > COSINE_EPS)[:, None], grad_x, torch.zeros_like(grad_x))
+        x_hat, norm = ctx.saved_tensors
+        grad_hat = -torch.addmm(grad @ x_hat, grad.T, x_hat)
+        radial = (grad_hat * x_hat).sum(1, keepdim=True)
+        safe = torch.where(norm > COSINE_EPS, norm, torch.ones_like(norm))[:, None]
+        grad_x = (grad_hat - radial * x_hat) / safe
+        return torch.where((norm > COSINE_EPS)[:, None], grad_x, torch.zeros_like(grad_x))
 
 
 class _DirectSelfCosineDistances(_SelfCosineDistances):

@@ -75,7 +75,7 @@ def _gram_cosine(x_hat: Tensor, norm: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _cosine_matrix_backward(grad: Tensor, x_hat: Tensor, norm: Tensor) -> Tensor:
-    """As :func:`~._refined_distances.cosine_matrix_backward`, in fewer operator calls
+    """As :class:`~._refined_distances._SelfCosineDistances`' backward, in fewer operator calls
     (one B×B sum more: small batches only): ∂L/∂x = −(I − x̂x̂ᵀ)(G + Gᵀ)x̂ / ‖x‖, zero rows 0."""
     grad_unit = (grad + grad.T) @ x_hat  # −∂L/∂x̂
     radial = (grad_unit * x_hat).sum(1, keepdim=True)
