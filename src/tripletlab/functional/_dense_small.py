@@ -35,7 +35,7 @@ from tripletlab.functional.distances import METRIC_DEGREE
 from tripletlab.functional.reductions import reduce_total
 from tripletlab.functional.smoothing import smooth_hinge, smooth_hinge_derivative
 
-#: Largest batch computed by the dense batch-hard form (B×B masks of a few hundred kB at most).
+#: Largest batch computed by the dense forms (B×B masks of a few hundred kB at most).
 DENSE_MAX_BATCH = 256
 
 
