@@ -51,7 +51,7 @@ def _general_path(monkeypatch):
     force_general_loss_path(monkeypatch)
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
     n=st.integers(2, 24),
@@ -151,12 +151,12 @@ def test_dense_forms_are_taken_for_small_batches(monkeypatch):
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
 @pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean", "cosine"])
-@pytest.mark.parametrize("smoothing", [None, 0.3])
-@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize(("smoothing", "reduction"), [(None, "mean"), (0.3, "none")])
 def test_dense_forms_gradcheck(name, metric, smoothing, reduction):
-    # the dense forms write their gradients by hand (one Function from the rows to the loss)
+    # the dense forms write their gradients by hand (one Function from the rows to the loss);
+    # "none" differentiates each anchor's sum, "mean" their total
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(12, 5, generator=g, dtype=torch.float64, requires_grad=True)
-    y = torch.randint(0, 3, (12,), generator=g)
+    x = torch.randn(10, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 3, (10,), generator=g)
     kwargs = dict(metric=metric, smoothing=smoothing, reduction=reduction, margin=0.5)
     assert torch.autograd.gradcheck(lambda z: LOSSES[name](z, y, **kwargs), (x,), atol=1e-6)

@@ -50,7 +50,7 @@ def _rows(seed, n, dim, copies, integer):
     return x, torch.randint(0, 3, (n,), generator=g)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
     n=st.integers(2, 40),
